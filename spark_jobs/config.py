@@ -1,0 +1,201 @@
+"""Command line and configuration: conf/job.properties gives defaults, the command line wins."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from udfs.extract import ExtractOptions
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _conf_dir() -> Path:
+    """IMAGE_ETL_CONF_DIR, else the checkout's conf/, else the working directory (where
+    spark-submit --files puts job.properties in cluster deploy mode)."""
+    if os.environ.get("IMAGE_ETL_CONF_DIR"):
+        return Path(os.environ["IMAGE_ETL_CONF_DIR"])
+    checkout = PROJECT_ROOT / "conf"
+    return checkout if checkout.is_dir() else Path.cwd()
+
+
+CONF_DIR = _conf_dir()
+SAMPLES_DIR = PROJECT_ROOT / "samples"
+READ_MODES = ("auto", "executor", "spark")
+
+# File name extensions taken by default (any letter case): what Pillow and pillow-heif read.
+IMAGE_EXTENSIONS = (
+    "jpg", "jpeg", "jpe", "jfif", "png", "apng", "gif", "webp", "tif", "tiff", "bmp", "dib",
+    "heic", "heif", "avif", "jp2", "j2k", "jpx", "ico", "ppm", "pgm", "pbm", "pnm", "tga",
+    "psd", "mpo", "qoi", "pcx", "dds", "sgi", "ras", "icns",
+)  # fmt: skip
+
+
+def default_glob() -> str:
+    """A Hadoop glob for the image extensions in any letter case: *.{[jJ][pP][gG],...}."""
+    def any_case(ext: str) -> str:
+        return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in ext)
+
+    return "*.{" + ",".join(any_case(e) for e in IMAGE_EXTENSIONS) + "}"
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """'512m' -> 536870912; plain digits are bytes."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512m, 2g, 1048576)")
+    return int(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " ")
+
+
+def absolute(uri: str) -> str:
+    """A path without a scheme, made absolute against the working directory (as Spark does)."""
+    return uri if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", uri) else os.path.abspath(uri)
+
+
+def load_properties(path: Path) -> dict[str, str]:
+    """key=value (or key value) lines of a Java-style properties file; # and ! comment."""
+    props = {}
+    for raw in Path(path).read_text().splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        m = re.match(r"^([^=:\s]+)\s*[=:\s]?\s*(.*)$", line)
+        props[m.group(1)] = m.group(2).strip()
+    return props
+
+
+@dataclass
+class JobConfig:
+    """Everything one run needs, validated."""
+
+    inputs: list[str]
+    output: str
+    glob: str
+    extract: ExtractOptions
+    read_mode: str = "auto"
+    task_bytes: int = 32 * 1024**2
+    partitions: int = 0
+    run_id: str | None = None
+    incremental: bool = False
+    max_error_rate: float = 1.0
+    master: str | None = None
+    env: str = "local"
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    log_level: str = "INFO"
+
+
+def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
+    d = defaults.get
+    p = argparse.ArgumentParser(
+        prog="python -m spark_jobs.image_features",
+        description="Turn a folder or bucket of images into Parquet tables of image features "
+        "(one row per file in <output>/images/, aggregates in <output>/summary/ and "
+        "<output>/duplicates/).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Defaults come from conf/job.properties. Exit codes: 0 success, 1 infrastructure "
+        "failure, 2 bad arguments, 3 input missing, 4 success but more error rows than "
+        "--max-error-rate.",
+    )
+    io = p.add_argument_group("input and output")
+    io.add_argument("--input", nargs="+", metavar="URI", help="folders or files to read (any "
+                    "Hadoop file system URI: file:, hdfs:, s3a:, abfss:, gs:), searched recursively")
+    io.add_argument("--output", metavar="URI", help="where the tables go")
+    io.add_argument("--demo", action="store_true", help="run on the bundled sample images "
+                    "(samples/) and write to ./output/demo unless --output is given")
+    io.add_argument("--glob", default=d("glob") or "", metavar="PATTERN", help="which file "
+                    "names to take, e.g. '*.jpg' or '*' for every file; empty: common image "
+                    "extensions in any letter case")
+    im = p.add_argument_group("image analysis")
+    im.add_argument("--max-side", type=int, default=int(d("max_side", "512")), metavar="N",
+                    help="long side of the analysis image in pixels; 0 = full resolution")
+    im.add_argument("--max-pixels", type=int, default=int(d("max_pixels", "178956970")),
+                    metavar="N", help="declared pixel count above which a file is a "
+                    "decompression_bomb (checked from the header, before decoding)")
+    im.add_argument("--max-file-bytes", type=parse_size, default=parse_size(
+                    d("max_file_bytes", "512m")), metavar="SIZE", help="files larger than "
+                    "this are too_large: listed and given a row, never read")
+    im.add_argument("--time-budget", type=float, default=float(d("time_budget", "120")),
+                    metavar="SECONDS", help="time one image may take; 0 = unlimited")
+    im.add_argument("--keep-gps", action="store_true", help="write EXIF GPS coordinates "
+                    "(personal data: off by default)")
+    run = p.add_argument_group("run")
+    run.add_argument("--run-id", metavar="ID", help="identifier of this run (default: UTC "
+                     "time); rerunning an id replaces that run's output")
+    run.add_argument("--incremental", action="store_true", help="only read files whose "
+                     "(path, modification_time, size_bytes) are not yet in <output>/images/")
+    run.add_argument("--max-error-rate", type=float, default=float(d("max_error_rate", "1.0")),
+                     metavar="F", help="exit with code 4 when more than this fraction of "
+                     "files has an error row")
+    sp = p.add_argument_group("spark")
+    sp.add_argument("--master", help="Spark master (default: local[*], or what spark-submit set)")
+    sp.add_argument("--env", default=os.environ.get("IMAGE_ETL_ENV", "local"), help="which "
+                    "conf/spark-<env>.properties to load when not started by spark-submit")
+    sp.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra Spark setting (repeatable)")
+    sp.add_argument("--read-mode", choices=READ_MODES, default=d("read_mode", "auto"),
+                    help="who reads image bytes: executor (Python reads the file directly), "
+                    "spark (binaryFile content through the JVM), auto (executor for local "
+                    "files, spark otherwise)")
+    sp.add_argument("--task-bytes", type=parse_size, default=parse_size(d("task_bytes", "32m")),
+                    metavar="SIZE", help="input bytes per task when planning tasks")
+    sp.add_argument("--partitions", type=int, default=0, metavar="N", help="repartition the "
+                    "file list into N tasks (0: plan tasks by --task-bytes, no shuffle)")
+    sp.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p
+
+
+def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> JobConfig:
+    """Parse and validate the command line; exits with code 2 (argparse) on bad arguments."""
+    conf_file = (conf_dir or CONF_DIR) / "job.properties"
+    defaults = load_properties(conf_file) if conf_file.exists() else {}
+    parser = build_parser(defaults)
+    a = parser.parse_args(argv)
+    if a.demo:
+        a.input = a.input or [str(SAMPLES_DIR)]
+        a.output = a.output or str(Path.cwd() / "output" / "demo")
+    if not a.input or not a.output:
+        parser.error("--input and --output are required (or --demo)")
+    spark_conf = {}
+    for kv in a.conf:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            parser.error(f"--conf wants KEY=VALUE, got {kv!r}")
+        spark_conf[key.strip()] = value.strip()
+    if not 0.0 <= a.max_error_rate <= 1.0:
+        parser.error("--max-error-rate must be between 0 and 1")
+    if a.partitions < 0 or a.task_bytes <= 0:
+        parser.error("--partitions must be >= 0 and --task-bytes > 0")
+    if a.run_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", a.run_id):
+        parser.error("--run-id may only hold letters, digits, '.', '_' and '-'")
+    try:
+        extract = ExtractOptions(
+            max_side=a.max_side,
+            max_pixels=a.max_pixels,
+            max_file_bytes=a.max_file_bytes,
+            time_budget_s=a.time_budget,
+            keep_gps=a.keep_gps,
+        )
+    except ValueError as e:
+        parser.error(str(e))
+    return JobConfig(
+        inputs=[absolute(u) for u in a.input],
+        output=absolute(a.output).rstrip("/") or "/",
+        glob=a.glob or default_glob(),
+        extract=extract,
+        read_mode=a.read_mode,
+        task_bytes=a.task_bytes,
+        partitions=a.partitions,
+        run_id=a.run_id,
+        incremental=a.incremental,
+        max_error_rate=a.max_error_rate,
+        master=a.master,
+        env=a.env,
+        spark_conf=spark_conf,
+        log_level=a.log_level,
+    )

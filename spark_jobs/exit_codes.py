@@ -1,0 +1,26 @@
+"""Exit codes a scheduler can act on (README "Exit codes")."""
+
+from __future__ import annotations
+
+SUCCESS = 0
+INFRASTRUCTURE = 1  # Spark, Java, the file system or the cluster failed: retry later
+BAD_ARGUMENTS = 2  # fix the command line (argparse's own code)
+INPUT_MISSING = 3  # an --input path does not exist
+TOO_MANY_ERRORS = 4  # the run committed, but more files failed than --max-error-rate allows
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def classify(exc: BaseException) -> int:
+    """INPUT_MISSING for Spark's 'path does not exist', INFRASTRUCTURE for anything else."""
+    condition = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
+    try:
+        name = condition() if condition else None
+    except Exception:  # noqa: BLE001 - an exception without a condition
+        name = None
+    if name == "PATH_NOT_FOUND" or "PATH_NOT_FOUND" in str(exc):
+        return INPUT_MISSING
+    return INFRASTRUCTURE

@@ -1,0 +1,160 @@
+"""The image-feature ETL job: files in, Parquet tables out.
+
+    python -m spark_jobs.image_features --input URI [URI ...] --output URI [options]
+    python -m spark_jobs.image_features --demo
+    ./submit.sh [spark-submit options] -- --input URI --output URI [options]
+
+Extract lists the files (binaryFile metadata), transform computes one row per file in a
+single vectorized Arrow UDF pass, load writes <output>/images/, then <output>/summary/ and
+<output>/duplicates/ are aggregated in Spark from what was written.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+
+from spark_jobs import exit_codes
+from spark_jobs.config import JobConfig, parse_args
+
+log = logging.getLogger("spark_jobs.image_features")
+
+
+def new_run_id() -> str:
+    """UTC time to the millisecond: run ids sort in the order runs started."""
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
+
+
+class Progress(threading.Thread):
+    """Logs a progress line (tasks done / total of the running stages) every ``every`` s."""
+
+    def __init__(self, spark, every: float = 15.0):
+        super().__init__(daemon=True, name="progress")
+        self._tracker = spark.sparkContext.statusTracker()
+        self._every = every
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._every):
+            stages = [self._tracker.getStageInfo(s) for s in self._tracker.getActiveStageIds()]
+            stages = [s for s in stages if s is not None]
+            if stages:
+                done = sum(s.numCompletedTasks for s in stages)
+                total = sum(s.numTasks for s in stages)
+                log.info("progress: %d/%d tasks done in %d running stage(s)", done, total, len(stages))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+def run(spark, cfg: JobConfig, run_id: str) -> dict:
+    """Extract, transform, load; returns the run's counts."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs import reading, transform, writing
+    from spark_jobs.storage import Storage
+
+    storage = Storage(spark)
+    stages: dict[str, float] = {}
+
+    t = time.perf_counter()
+    reading.plan_tasks(spark, cfg.task_bytes)
+    files = reading.list_files(spark, cfg)
+    if cfg.partitions:
+        files = files.repartition(cfg.partitions, "path")
+    files = reading.with_content(spark, cfg, files)
+    images = transform.image_table(files, cfg.extract)
+    writing.write_run(storage, images, cfg.output, "images", run_id)
+    stages["images_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    written = writing.read_run(spark, cfg.output, "images", run_id)
+    by_kind = {
+        r["error_kind"]: (r["n"], r["bytes"], r["mp"])
+        for r in written.groupBy("error_kind")
+        .agg(F.count(F.lit(1)).alias("n"), F.sum("size_bytes").alias("bytes"),
+             F.sum("megapixels").alias("mp"))
+        .collect()
+    }
+    if not cfg.incremental:
+        writing.drop_runs_except(storage, cfg.output, "images", run_id)
+    current = writing.current_rows(spark, cfg.output).drop("run_id")
+    for name, df in (("summary", transform.summarize(current)),
+                     ("duplicates", transform.find_duplicates(current))):
+        writing.write_run(storage, df.coalesce(1), cfg.output, name, run_id)
+        writing.drop_runs_except(storage, cfg.output, name, run_id)
+    writing.clean_staging(storage, cfg.output, run_id)
+    stages["aggregates_s"] = time.perf_counter() - t
+
+    ok = by_kind.get(None, (0, 0, 0.0))
+    n_files = sum(v[0] for v in by_kind.values())
+    return {
+        "n_files": n_files,
+        "n_ok": ok[0],
+        "n_error": n_files - ok[0],
+        "errors": {k: by_kind[k][0] for k in sorted(k for k in by_kind if k is not None)},
+        "bytes": sum(v[1] or 0 for v in by_kind.values()),
+        "megapixels": round(ok[2] or 0.0, 3),
+        "stages": {k: round(v, 3) for k, v in stages.items()},
+    }
+
+
+def print_report(spark, cfg: JobConfig, run_id: str, counts: dict) -> None:
+    """A short human summary on stdout: counts, per-label table, where the tables are."""
+    from spark_jobs import writing
+
+    print(f"run {run_id}: {counts['n_files']} files, {counts['n_ok']} ok, "
+          f"{counts['n_error']} with errors {counts['errors'] or ''}".rstrip())
+    summary = spark.read.parquet(writing.table_uri(cfg.output, "summary"))
+    rows = summary.select("label", "n_files", "n_ok", "n_error", "mean_gray").collect()
+    print(f"{'label':<16} {'files':>6} {'ok':>6} {'errors':>6} {'mean gray':>10}")
+    for r in sorted(rows, key=lambda r: (r["label"] is None, r["label"] or "")):
+        mean = "" if r["mean_gray"] is None else f"{r['mean_gray']:.1f}"
+        print(f"{r['label'] or '(all)':<16} {r['n_files']:>6} {r['n_ok']:>6} {r['n_error']:>6} {mean:>10}")
+    for name in ("images", "summary", "duplicates"):
+        print(f"{name + ':':<12} {writing.table_uri(cfg.output, name)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)  # exits with code 2 on bad arguments
+    logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from spark_jobs.session import SetupError, get_session
+
+    try:
+        spark, owned = get_session(cfg)
+    except SetupError as e:
+        log.error("%s", e)
+        return exit_codes.INFRASTRUCTURE
+    run_id = cfg.run_id or new_run_id()
+    progress = Progress(spark)
+    progress.start()
+    started = time.perf_counter()
+    try:
+        log.info("run %s: %s -> %s", run_id, " ".join(cfg.inputs), cfg.output)
+        counts = run(spark, cfg, run_id)
+        log.info("run %s finished in %.1f s", run_id, time.perf_counter() - started)
+        print_report(spark, cfg, run_id, counts)
+        if counts["n_files"] and counts["n_error"] / counts["n_files"] > cfg.max_error_rate:
+            log.error("%d of %d files have errors, above --max-error-rate %g",
+                      counts["n_error"], counts["n_files"], cfg.max_error_rate)
+            return exit_codes.TOO_MANY_ERRORS
+        return exit_codes.SUCCESS
+    except Exception as e:  # noqa: BLE001 - classified into an exit code for the scheduler
+        code = exit_codes.classify(e)
+        log.error("run %s failed: %s", run_id, exit_codes.first_line(e))
+        if code == exit_codes.INFRASTRUCTURE:
+            log.debug("traceback", exc_info=True)
+        return code
+    finally:
+        progress.stop()
+        if owned:
+            spark.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Extract: list the input files with Spark's binaryFile source (metadata first, bytes later)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from spark_jobs.config import JobConfig
+
+log = logging.getLogger(__name__)
+
+# Planning cost of opening one file, in bytes: decoding has a small per-file cost, so tiny
+# files are packed many to a task (Spark's 4 MB default makes 100,000 thumbnails 25,000 tasks).
+OPEN_COST_BYTES = 64 * 1024
+METADATA = ("path", "length", "modificationTime")
+METADATA_SCHEMA = T.StructType([
+    T.StructField("path", T.StringType()),
+    T.StructField("length", T.LongType()),
+    T.StructField("modificationTime", T.TimestampType()),
+])
+# Skip hidden names (.thumbnails/, .DS_Store) but, unlike Spark's default '^[._]', keep
+# names starting with '_': cameras write _DSC0001.JPG.
+IGNORED_NAMES = r"^\."
+
+
+def _reader(spark: SparkSession, glob: str):
+    reader = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .option("ignoredPathSegmentRegex", IGNORED_NAMES)
+    )
+    return reader if glob == "*" else reader.option("pathGlobFilter", glob)
+
+
+def plan_tasks(spark: SparkSession, task_bytes: int) -> None:
+    """Size-balanced tasks straight from the listing: Spark packs files (largest first) into
+    splits of about ``task_bytes``, so no shuffle is needed to spread the work."""
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(task_bytes))
+    spark.conf.set("spark.sql.files.openCostInBytes", str(OPEN_COST_BYTES))
+
+
+def list_files(spark: SparkSession, cfg: JobConfig) -> DataFrame:
+    """path, length, modificationTime of every matching file; no content is read.
+
+    Spark's file index drops 0-byte files, so those are found by a second, metadata-only
+    listing (``empty_files``) and added: every file gets its row.
+    """
+    files = _reader(spark, cfg.glob).load(cfg.inputs).select(*METADATA)
+    empty = empty_files(cfg.inputs, cfg.glob)
+    if empty:
+        log.info("%d empty file(s) listed", len(empty))
+        files = files.unionByName(spark.createDataFrame(empty, METADATA_SCHEMA))
+    return files
+
+
+def glob_regex(glob: str) -> re.Pattern:
+    """A Hadoop file-name glob (*, ?, [abc], {a,b}) as a compiled regular expression."""
+    out, depth, i = [], 0, 0
+    while i < len(glob):
+        c = glob[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = glob.index("]", i + 1)
+            body = glob[i + 1 : j]
+            out.append("[" + ("^" + body[1:] if body.startswith("^") else re.escape(body).replace("\\-", "-")) + "]")
+            i = j
+        elif c == "{":
+            depth += 1
+            out.append("(?:")
+        elif c == "}" and depth:
+            depth -= 1
+            out.append(")")
+        elif c == "," and depth:
+            out.append("|")
+        elif c == "\\" and i + 1 < len(glob):
+            i += 1
+            out.append(re.escape(glob[i]))
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def empty_files(inputs: list[str], glob: str) -> list[tuple]:
+    """(path, 0, modificationTime) of the 0-byte files under ``inputs``, named as Spark names
+    paths, found with pyarrow.fs (local, HDFS, S3, GCS, Azure); [] where it cannot list."""
+    from pyarrow import fs
+
+    name_ok = (lambda name: True) if glob == "*" else glob_regex(glob).match
+    found = []
+    for uri in inputs:
+        scheme = uri.split("://", 1)[0] if "://" in uri else "file"
+        try:
+            filesystem, root = fs.FileSystem.from_uri(_pyarrow_uri(uri))
+            info = filesystem.get_file_info(root)
+            infos = (
+                filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+                if info.type == fs.FileType.Directory else [info]
+            )
+        except Exception as e:  # noqa: BLE001 - Spark's own listing stays authoritative
+            log.warning("cannot look for empty files under %s (%s): they get no row", uri, e)
+            continue
+        for f in infos:
+            if f.type != fs.FileType.File or f.size != 0 or not name_ok(f.base_name):
+                continue
+            rel = f.path[len(root):].split("/")
+            if any(part.startswith(".") for part in rel if part):
+                continue
+            path = f"file:{f.path}" if scheme == "file" else f"{scheme}://{f.path}"
+            found.append((path, 0, f.mtime))
+    return found
+
+
+def _pyarrow_uri(uri: str) -> str:
+    if uri.startswith("file:") or "://" not in uri:
+        path = uri[5:] if uri.startswith("file:") else uri
+        return "file://" + ("/" + path.lstrip("/"))
+    scheme, rest = uri.split("://", 1)
+    return {"s3a": "s3", "s3n": "s3", "gcs": "gs"}.get(scheme, scheme) + "://" + rest
+
+
+def executor_reads(cfg: JobConfig) -> bool:
+    """Whether Python workers read the bytes themselves (no JVM -> Python copy of images)."""
+    if cfg.read_mode != "auto":
+        return cfg.read_mode == "executor"
+    return all(uri.startswith(("/", "file:")) for uri in cfg.inputs)
+
+
+def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame) -> DataFrame:
+    """Add a ``content`` column: the bytes when Spark reads them, null when executors will.
+
+    Files above --max-file-bytes never get content: Spark pushes the ``length`` filter into
+    the binaryFile scan, so their bytes are not read (and its 2 GB per-file limit never hit).
+    """
+    if executor_reads(cfg):
+        return files.withColumn("content", F.lit(None).cast("binary"))
+    limit = cfg.extract.max_file_bytes
+    small = (
+        _reader(spark, cfg.glob).load(cfg.inputs)
+        .where(F.col("length") <= limit)
+        .select(*METADATA, "content")
+    )
+    rest = files.where((F.col("length") > limit) | (F.col("length") == 0))
+    return small.unionByName(rest.withColumn("content", F.lit(None).cast("binary")))

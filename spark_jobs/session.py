@@ -1,0 +1,84 @@
+"""The one place that builds the SparkSession (and checks what Spark needs first)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from spark_jobs.config import CONF_DIR, JobConfig, load_properties
+
+log = logging.getLogger(__name__)
+MIN_JAVA = 17
+
+
+class SetupError(RuntimeError):
+    """Something outside the job (Java, Spark) is missing or broken."""
+
+
+def java_major_version() -> int | None:
+    """Major version of the java that Spark will use (JAVA_HOME first, then PATH)."""
+    home = os.environ.get("JAVA_HOME")
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        return None
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not m:
+        return None
+    major = int(m.group(1))
+    return int(m.group(2)) if major == 1 and m.group(2) else major  # "1.8" -> 8
+
+
+def check_java() -> None:
+    major = java_major_version()
+    if major is None:
+        raise SetupError(
+            f"Java {MIN_JAVA}+ is required by Spark but no java was found: install a JDK "
+            "(e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME."
+        )
+    if major < MIN_JAVA:
+        raise SetupError(f"Java {MIN_JAVA}+ is required by Spark, found Java {major}: "
+                         "install a newer JDK or point JAVA_HOME at one.")
+
+
+def started_by_spark_submit() -> bool:
+    """spark-submit starts the Python driver with a gateway to its already running JVM."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def get_session(cfg: JobConfig, app_name: str = "spark-image-etl"):
+    """Reuse the active session or build one: under spark-submit, from what it was given;
+    otherwise in local mode from conf/spark-<env>.properties, --master and --conf."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        for key, value in cfg.spark_conf.items():
+            active.conf.set(key, value)
+        return active, False
+    # Executors must run the driver's Python (same numpy, Pillow, pyarrow).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    if not started_by_spark_submit():
+        check_java()
+        props_file = CONF_DIR / f"spark-{cfg.env}.properties"
+        if props_file.exists():
+            for key, value in load_properties(props_file).items():
+                builder = builder.config(key, value)
+        else:
+            log.warning("no %s: using Spark's defaults", props_file)
+        builder = builder.master(cfg.master or "local[*]")
+    elif cfg.master:
+        builder = builder.master(cfg.master)
+    for key, value in cfg.spark_conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN" if cfg.log_level == "DEBUG" else "ERROR")
+    return spark, True

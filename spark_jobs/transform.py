@@ -1,0 +1,98 @@
+"""Transform: DataFrame in, DataFrame out, no I/O. Features per file, then the aggregates."""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from udfs.errors import ERROR_KINDS
+from udfs.extract import FEATURE_FIELDS, ExtractOptions
+from udfs.spark_udf import make_features_udf
+
+# Quality flags, judged on the analysis image (README "Output"): simple, documented cut-offs.
+DARK_MEAN = 40.0
+BRIGHT_MEAN = 215.0
+LOW_CONTRAST_STD = 20.0
+BLURRY_SHARPNESS = 100.0
+
+IMAGE_COLUMNS = (
+    "path", "label", "size_bytes", "modification_time",
+    *FEATURE_FIELDS[: FEATURE_FIELDS.index("analysis_width")],
+    "aspect_ratio", "megapixels",
+    *FEATURE_FIELDS[FEATURE_FIELDS.index("analysis_width"): FEATURE_FIELDS.index("error_kind")],
+    "is_dark", "is_bright", "is_low_contrast", "is_blurry",
+    "error_kind", "error",
+)  # fmt: skip
+
+
+def label_of(path: Column) -> Column:
+    """Name of the folder holding the file."""
+    return F.element_at(F.split(path, "/"), -2)
+
+
+def with_features(files: DataFrame, opts: ExtractOptions) -> DataFrame:
+    """One vectorized Arrow UDF pass over (path, length, content): one decode per image."""
+    image_features = make_features_udf(opts)
+    return files.select(
+        "path",
+        label_of(F.col("path")).alias("label"),
+        F.col("length").alias("size_bytes"),
+        F.col("modificationTime").alias("modification_time"),
+        image_features("path", "length", "content").alias("f"),
+    ).select("path", "label", "size_bytes", "modification_time", "f.*")
+
+
+def with_derived(images: DataFrame) -> DataFrame:
+    """Columns computed from features: shape and quality flags (null on error rows)."""
+    return images.select(
+        "*",
+        F.round(F.col("width") / F.col("height"), 6).alias("aspect_ratio"),
+        F.round(F.col("width") * F.col("height") / 1e6, 6).alias("megapixels"),
+        (F.col("gray_mean") < DARK_MEAN).alias("is_dark"),
+        (F.col("gray_mean") > BRIGHT_MEAN).alias("is_bright"),
+        (F.col("gray_std") < LOW_CONTRAST_STD).alias("is_low_contrast"),
+        (F.col("sharpness") < BLURRY_SHARPNESS).alias("is_blurry"),
+    ).select(*IMAGE_COLUMNS)
+
+
+def image_table(files: DataFrame, opts: ExtractOptions) -> DataFrame:
+    """Files with content -> the public images table (IMAGE_COLUMNS)."""
+    return files.transform(with_features, opts).transform(with_derived)
+
+
+def _hist_sum() -> Column:
+    return F.array(*[F.coalesce(F.sum(F.col("gray_hist")[i]), F.lit(0)) for i in range(256)])
+
+
+def summarize(images: DataFrame) -> DataFrame:
+    """One row per label plus an overall row (label null); aggregated in Spark."""
+    ok = F.col("error_kind").isNull()
+    aggs = [
+        F.count(F.lit(1)).alias("n_files"),
+        F.count(F.when(ok, 1)).alias("n_ok"),
+        F.count(F.when(~ok, 1)).alias("n_error"),
+        *[F.count(F.when(F.col("error_kind") == k, 1)).alias(f"n_{k}") for k in ERROR_KINDS],
+        F.coalesce(F.sum("size_bytes"), F.lit(0)).alias("total_bytes"),
+        F.coalesce(F.sum("megapixels"), F.lit(0.0)).alias("total_megapixels"),
+        F.avg("gray_mean").alias("mean_gray"),
+        F.avg("entropy").alias("mean_entropy"),
+        F.avg("sharpness").alias("mean_sharpness"),
+        F.count(F.when(F.col("is_dark"), 1)).alias("n_dark"),
+        F.count(F.when(F.col("is_blurry"), 1)).alias("n_blurry"),
+        _hist_sum().alias("gray_hist"),
+    ]
+    return images.rollup("label").agg(*aggs).orderBy(F.col("label").asc_nulls_last())
+
+
+def find_duplicates(images: DataFrame) -> DataFrame:
+    """Groups of 2+ files with the same bytes (exact) or the same dhash (near duplicates)."""
+    def groups(kind: str, key: str) -> DataFrame:
+        return (
+            images.where(F.col(key).isNotNull() & F.col("error_kind").isNull())
+            .groupBy(F.col(key).alias("key"))
+            .agg(F.count(F.lit(1)).alias("n_files"), F.array_sort(F.collect_list("path")).alias("paths"))
+            .where(F.col("n_files") > 1)
+            .select(F.lit(kind).alias("kind"), "key", "n_files", "paths")
+        )
+
+    return groups("exact", "content_sha256").unionByName(groups("dhash", "dhash"))

@@ -1,0 +1,70 @@
+"""Load: every table holds one directory per run, ``<table>/run_id=<id>/``.
+
+A run's table is written by Spark to ``<output>/_staging/<run_id>/<table>`` and then moved
+into place with one directory rename, so readers (who skip names starting with '_') never
+see a half-written run, a failed run leaves earlier runs untouched, and rerunning a run id
+replaces that run's directory instead of adding to it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from spark_jobs.storage import Storage
+
+log = logging.getLogger(__name__)
+RUN_PREFIX = "run_id="
+STAGING = "_staging"
+
+
+def table_uri(output: str, table: str) -> str:
+    return f"{output}/{table}"
+
+
+def run_uri(output: str, table: str, run_id: str) -> str:
+    return f"{output}/{table}/{RUN_PREFIX}{run_id}"
+
+
+def write_run(storage: Storage, df: DataFrame, output: str, table: str, run_id: str) -> None:
+    """Write ``df`` as run ``run_id`` of ``table``, replacing that run if it exists."""
+    staged = f"{output}/{STAGING}/{run_id}/{table}"
+    df.write.mode("overwrite").parquet(staged)
+    storage.replace_dir(staged, run_uri(output, table, run_id))
+
+
+def committed_runs(storage: Storage, output: str, table: str) -> list[str]:
+    """Run ids with a committed directory in the table (sorted: ids sort by time)."""
+    names = storage.list_dir(table_uri(output, table))
+    return [n[len(RUN_PREFIX):] for n in names if n.startswith(RUN_PREFIX)]
+
+
+def drop_runs_except(storage: Storage, output: str, table: str, keep: str) -> list[str]:
+    """Delete every run of ``table`` but ``keep`` (call once ``keep`` has committed)."""
+    dropped = [r for r in committed_runs(storage, output, table) if r != keep]
+    for run in dropped:
+        storage.delete(run_uri(output, table, run))
+    if dropped:
+        log.info("%s: removed %d superseded run(s)", table, len(dropped))
+    return dropped
+
+
+def clean_staging(storage: Storage, output: str, run_id: str) -> None:
+    storage.delete(f"{output}/{STAGING}/{run_id}")
+
+
+def read_run(spark: SparkSession, output: str, table: str, run_id: str) -> DataFrame:
+    return spark.read.parquet(run_uri(output, table, run_id)).withColumn("run_id", F.lit(run_id))
+
+
+def current_rows(spark: SparkSession, output: str) -> DataFrame:
+    """The images table's latest row for every path (run ids sort by time)."""
+    latest = Window.partitionBy("path").orderBy(F.col("run_id").desc())
+    return (
+        spark.read.parquet(table_uri(output, "images"))
+        .withColumn("_rank", F.row_number().over(latest))
+        .where("_rank = 1")
+        .drop("_rank")
+    )

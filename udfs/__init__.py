@@ -1,0 +1,1 @@
+"""Image functions of spark-image-etl: pure numpy/Pillow code and the thin Arrow UDF over it."""

@@ -1,0 +1,223 @@
+"""Encoded bytes -> the oriented 8-bit grayscale analysis image, with every failure classified.
+
+Semantics (README "Image semantics" documents each choice):
+  * the format is detected from the content by Pillow, never from the file name; every plugin
+    (HEIF through pillow-heif, AVIF through Pillow) is registered when this module is imported,
+    so a result never depends on which files a worker decoded before;
+  * the first frame of a multi-frame file is analysed; ``n_frames`` counts frames by seeking,
+    without decoding them;
+  * EXIF orientation (tag 0x0112, as read by ``ImageOps.exif_transpose``) is applied after the
+    grayscale conversion (transposes commute with per-pixel conversion; a third of the data);
+  * 8-bit modes become gray exactly as ``convert('L')`` (ITU-R BT.601: L = R*299/1000 +
+    G*587/1000 + B*114/1000); palette images go through RGBA; La and LAB use their L band;
+    16-bit modes are scaled by value / 257 (rounded); mode I likewise when its values fit
+    0..65535, otherwise by its min..max; mode F by its finite min..max (non-finite pixels -> 0);
+  * with ``max_side`` > 0 the analysis image is at most that many pixels on its long side:
+    JPEGs are decoded reduced in the DCT domain (``draft``, luma only), then every image is
+    shrunk with ``thumbnail`` (bicubic). ``width``/``height`` always describe the full image.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from udfs import errors
+
+try:  # HEIC/HEIF from phones; optional at run time, declared as a dependency
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - the job still runs, HEIF files become unsupported
+    pass
+Image.init()  # register every plugin now: open() must not depend on what was opened before
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
+
+# Pillow refuses images above twice MAX_IMAGE_PIXELS: that is the default --max-pixels.
+PILLOW_PIXEL_LIMIT = 2 * Image.MAX_IMAGE_PIXELS
+
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {  # EXIF orientation -> the transpose that shows the image upright (exif_transpose)
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_SIDES = {5, 6, 7, 8}
+_VIA_RGBA = {"P", "PA"}
+_FIRST_BAND = {"La", "LAB"}
+_SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N"}
+_DRAFTABLE = {"JPEG", "MPO"}
+# Leading bytes of image formats: a file that starts like an image but cannot be opened is
+# corrupt (e.g. truncated inside its header); anything else is an unsupported format.
+_IMAGE_MAGIC = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"II*\x00",  # TIFF little-endian
+    b"MM\x00*",  # TIFF big-endian
+    b"BM",
+    b"\x00\x00\x01\x00",  # ICO
+    b"8BPS",  # PSD
+)
+
+
+@dataclass
+class Decoded:
+    """What decoding one file yields: header facts and the analysis image."""
+
+    format: str
+    mode: str
+    n_frames: int
+    width: int  # after orientation, full resolution
+    height: int
+    orientation: int | None
+    exif: Image.Exif
+    gray: Image.Image  # mode L, oriented, long side <= max_side when max_side > 0
+
+
+def _looks_like_image(data: bytes) -> bool:
+    if data.startswith(_IMAGE_MAGIC):
+        return True
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    return data[4:8] == b"ftyp"  # HEIF, AVIF (ISO base media)
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Identify the format from the bytes and check the declared size; decode nothing yet."""
+    if not data:
+        raise errors.ImageError(errors.EMPTY, "file has 0 bytes")
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as e:
+        if _looks_like_image(data):
+            raise errors.ImageError(errors.CORRUPT, errors.describe(e)) from None
+        head = data[:16].hex(" ")
+        raise errors.ImageError(
+            errors.UNSUPPORTED_FORMAT, f"not an image format Pillow can read (starts {head})"
+        ) from None
+    except Image.DecompressionBombError as e:
+        raise errors.ImageError(errors.DECOMPRESSION_BOMB, str(e)) from None
+    w, h = im.size
+    if w * h > max_pixels:
+        raise errors.ImageError(
+            errors.DECOMPRESSION_BOMB,
+            f"{w}x{h} = {w * h} pixels declared, above the limit of {max_pixels}",
+        )
+    if w <= 0 or h <= 0:
+        raise errors.ImageError(errors.CORRUPT, f"invalid size {w}x{h}")
+    return im
+
+
+def read_orientation(exif: Image.Exif) -> int | None:
+    """The EXIF orientation tag when it is a valid 1..8 value, else None."""
+    value = exif.get(_ORIENTATION_TAG)
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        return None
+    return value if 1 <= value <= 8 else None
+
+
+def _scale_to_u8(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Linear map lo -> 0, hi -> 255, rounded; a constant image maps to 0."""
+    if hi <= lo:
+        return np.zeros(a.shape, dtype=np.uint8)
+    out = np.rint((a - lo) * (255.0 / (hi - lo)))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def to_gray(im: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit mode L, by the rules in this module's docstring."""
+    mode = im.mode
+    if mode == "L":
+        im.load()
+        return im
+    if mode in _VIA_RGBA:
+        return im.convert("RGBA").convert("L")
+    if mode in _FIRST_BAND:
+        return im.getchannel(0)
+    if mode in _SIXTEEN_BIT:
+        a = np.asarray(im).astype(np.uint32)
+        return Image.fromarray(((a + 128) // 257).astype(np.uint8), "L")
+    if mode == "I":
+        a = np.asarray(im, dtype=np.int64)
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        if lo >= 0 and hi <= 65535:
+            return Image.fromarray(((a + 128) // 257).astype(np.uint8), "L")
+        return Image.fromarray(_scale_to_u8(a.astype(np.float64), lo, hi), "L")
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        finite = np.isfinite(a)
+        if not finite.any():
+            return Image.new("L", im.size, 0)
+        lo, hi = float(a[finite].min()), float(a[finite].max())
+        out = _scale_to_u8(np.where(finite, a, lo), lo, hi)
+        out[~finite] = 0
+        return Image.fromarray(out, "L")
+    try:
+        return im.convert("L")
+    except ValueError as e:  # a mode Pillow opens but cannot convert
+        raise errors.ImageError(errors.UNSUPPORTED_FORMAT, f"mode {mode}: {e}") from None
+
+
+def analysis_image(im: Image.Image, max_side: int) -> Image.Image:
+    """The mode-L image features are computed on (not yet oriented)."""
+    w, h = im.size
+    if max_side <= 0 or max(w, h) <= max_side:
+        return to_gray(im)
+    scale = max_side / max(w, h)
+    if im.format in _DRAFTABLE:
+        # libjpeg decodes at 1/2, 1/4 or 1/8 scale, luma only: the cheapest way to a small image
+        im.draft("L", (max(1, round(w * scale)), max(1, round(h * scale))))
+    gray = to_gray(im)
+    gray.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    return gray
+
+
+def count_frames(im: Image.Image) -> int:
+    """Frames in the file, found by seeking (no pixel decoding); the first frame stays current."""
+    return int(getattr(im, "n_frames", 1) or 1)
+
+
+def decode(data: bytes, max_side: int, max_pixels: int = PILLOW_PIXEL_LIMIT) -> Decoded:
+    """Decode one encoded image into header facts and its oriented analysis image.
+
+    Raises ``errors.ImageError`` for every failure, whatever the decoder raised.
+    """
+    im = open_image(data, max_pixels)
+    try:
+        fmt, mode = im.format or "unknown", im.mode
+        w, h = im.size
+        n_frames = count_frames(im)
+        if n_frames > 1:
+            im.seek(0)
+        try:
+            exif = im.getexif()
+        except Exception:  # unreadable EXIF: the pixels may still be fine; treat as absent
+            exif = Image.Exif()
+        orientation = read_orientation(exif)
+        gray = analysis_image(im, max_side)
+        method = _TRANSPOSE.get(orientation or 1)
+        if method is not None:
+            gray = gray.transpose(method)
+        if orientation in _SWAPS_SIDES:
+            w, h = h, w
+        return Decoded(fmt, mode, n_frames, w, h, orientation, exif, gray)
+    except errors.ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise errors.ImageError(errors.DECOMPRESSION_BOMB, str(e)) from None
+    except MemoryError as e:
+        raise errors.ImageError(errors.DECOMPRESSION_BOMB, errors.describe(e)) from None
+    except Exception as e:  # noqa: BLE001 - any decoder failure is data about this file
+        raise errors.ImageError(errors.CORRUPT, errors.describe(e)) from None

@@ -1,0 +1,124 @@
+"""The thin vectorized Arrow UDF over ``udfs.extract``: one call per Arrow batch of files.
+
+Bytes come either from Spark (the binaryFile ``content`` column) or, when that column is null,
+straight from the file system on the executor (``read_uri``), which skips the costly
+JVM -> Python transfer of every image.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from udfs.extract import FEATURE_FIELDS, ExtractOptions, file_row
+
+_SPARK_TYPES = {
+    "n_frames": T.IntegerType(),
+    "width": T.IntegerType(),
+    "height": T.IntegerType(),
+    "orientation": T.IntegerType(),
+    "analysis_width": T.IntegerType(),
+    "analysis_height": T.IntegerType(),
+    "gray_mean": T.DoubleType(),
+    "gray_std": T.DoubleType(),
+    "gray_hist": T.ArrayType(T.LongType()),
+    "entropy": T.DoubleType(),
+    "sharpness": T.DoubleType(),
+    "gps_latitude": T.DoubleType(),
+    "gps_longitude": T.DoubleType(),
+}  # every other field is a string
+FEATURES_TYPE = T.StructType(
+    [T.StructField(name, _SPARK_TYPES.get(name, T.StringType())) for name in FEATURE_FIELDS]
+)
+_ARROW_TYPES = {
+    T.IntegerType(): pa.int32(),
+    T.DoubleType(): pa.float64(),
+    T.StringType(): pa.string(),
+    T.ArrayType(T.LongType()): pa.list_(pa.int64()),
+}
+ARROW_FIELDS = [pa.field(f.name, _ARROW_TYPES[f.dataType]) for f in FEATURES_TYPE.fields]
+
+# Object stores under the names Hadoop gives them -> the names pyarrow.fs knows them by.
+_PYARROW_SCHEMES = {"s3a": "s3", "s3n": "s3", "gcs": "gs"}
+
+
+@lru_cache(maxsize=16)
+def _filesystem(scheme: str, authority: str):
+    from pyarrow import fs
+
+    scheme = _PYARROW_SCHEMES.get(scheme, scheme)
+    return fs.FileSystem.from_uri(f"{scheme}://{authority}/")[0]
+
+
+def read_uri(uri: str) -> bytes:
+    """All bytes of a file named as Spark lists it (``file:/x``, ``s3a://bucket/key``, ...).
+
+    Spark's paths are not percent-encoded (a file may be called ``a b#1.jpg``), so the
+    string is split by hand, not parsed as a URL. Local files are read with ``open``;
+    other schemes through pyarrow.fs (S3, GCS, HDFS, Azure), with its own credentials.
+    """
+    if uri.startswith("file:"):
+        path = uri[5:]
+        if path.startswith("//"):  # file:///x (empty authority)
+            path = path[2:]
+        with open(path, "rb") as f:
+            return f.read()
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        with open(uri, "rb") as f:
+            return f.read()
+    authority, _, key = rest.partition("/")
+    if scheme in ("hdfs", "viewfs"):
+        path = "/" + key
+    elif scheme in ("abfs", "abfss", "wasb", "wasbs"):
+        path = authority.split("@")[0] + "/" + key  # container@account.host/key
+    else:  # s3a, gs: bucket/key
+        path = authority + "/" + key
+    with _filesystem(scheme, authority).open_input_stream(path) as f:
+        return f.read()
+
+
+def rows_to_arrow(rows: list[dict]) -> pa.StructArray:
+    """Row dicts -> one StructArray of FEATURES_TYPE (histograms copied once, as a block)."""
+    arrays = []
+    for field in ARROW_FIELDS:
+        if field.name == "gray_hist":
+            hists = [r["gray_hist"] for r in rows]
+            arrays.append(_hist_array(hists))
+        else:
+            arrays.append(pa.array([r[field.name] for r in rows], type=field.type))
+    return pa.StructArray.from_arrays(arrays, fields=ARROW_FIELDS)
+
+
+def _hist_array(hists: list) -> pa.Array:
+    present = [h is not None for h in hists]
+    lengths = np.array([len(h) if h is not None else 0 for h in hists], dtype=np.int32)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    kept = [np.asarray(h, dtype=np.int64) for h in hists if h is not None]
+    values = pa.array(np.concatenate(kept) if kept else np.empty(0, np.int64))
+    mask = pa.array([not p for p in present])
+    return pa.ListArray.from_arrays(offsets, values, mask=mask)
+
+
+def make_features_udf(opts: ExtractOptions):
+    """The Arrow UDF (path, length, content) -> struct of FEATURES_TYPE for these options.
+
+    ``content`` may be null: the executor then reads the file itself (``read_uri``).
+    """
+
+    @F.arrow_udf(FEATURES_TYPE)
+    def image_features(path: pa.Array, length: pa.Array, content: pa.Array) -> pa.Array:
+        rows = []
+        for uri, size, data in zip(path.to_pylist(), length.to_pylist(), content):
+            if data.is_valid:
+                rows.append(file_row(size, data.as_py, opts))
+            else:
+                rows.append(file_row(size, lambda uri=uri: read_uri(uri), opts))
+        return rows_to_arrow(rows)
+
+    return image_features
+

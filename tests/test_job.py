@@ -1,0 +1,182 @@
+"""The job end to end on the bundled samples, in local mode (in-process, shared session)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from pyspark.sql import types as T
+
+from tests.conftest import SAMPLES, run_job
+from tests.reference import assert_matches, reference_features
+
+pytestmark = pytest.mark.spark
+
+IMAGES_SCHEMA = [
+    ("path", T.StringType()), ("label", T.StringType()), ("size_bytes", T.LongType()),
+    ("modification_time", T.TimestampType()), ("content_sha256", T.StringType()),
+    ("format", T.StringType()), ("mode", T.StringType()), ("n_frames", T.IntegerType()),
+    ("width", T.IntegerType()), ("height", T.IntegerType()), ("orientation", T.IntegerType()),
+    ("aspect_ratio", T.DoubleType()), ("megapixels", T.DoubleType()),
+    ("analysis_width", T.IntegerType()), ("analysis_height", T.IntegerType()),
+    ("gray_mean", T.DoubleType()), ("gray_std", T.DoubleType()),
+    ("gray_hist", T.ArrayType(T.LongType())), ("entropy", T.DoubleType()),
+    ("sharpness", T.DoubleType()), ("dhash", T.StringType()),
+    ("exif_datetime", T.StringType()), ("camera_make", T.StringType()),
+    ("camera_model", T.StringType()), ("gps_latitude", T.DoubleType()),
+    ("gps_longitude", T.DoubleType()), ("is_dark", T.BooleanType()),
+    ("is_bright", T.BooleanType()), ("is_low_contrast", T.BooleanType()),
+    ("is_blurry", T.BooleanType()), ("error_kind", T.StringType()), ("error", T.StringType()),
+    ("run_id", T.StringType()),
+]  # fmt: skip
+FEATURES = ["gray_mean", "gray_std", "gray_hist", "entropy", "sharpness", "dhash", "width"]
+
+
+def copy_samples(dst: Path) -> Path:
+    shutil.copytree(SAMPLES, dst)
+    return dst
+
+
+def local(path: str) -> Path:
+    return Path(path.removeprefix("file:"))
+
+
+@pytest.fixture(scope="module")
+def full_run(spark, tmp_path_factory):
+    """One full-resolution run over a copy of the samples."""
+    base = tmp_path_factory.mktemp("full")
+    inp, out = copy_samples(base / "in"), base / "out"
+    code = run_job("--input", str(inp), "--output", str(out), "--max-side", "0", "--run-id", "r1")
+    images = spark.read.parquet(str(out / "images"))
+    return code, inp, out, images
+
+
+def test_exits_zero_with_one_row_per_file(full_run):
+    code, inp, _, images = full_run
+    files = sorted(str(p) for p in inp.rglob("*") if p.is_file() and p.suffix in (".jpg", ".png"))
+    paths = sorted(str(local(r.path)) for r in images.select("path").collect())
+    assert code == 0
+    assert paths == files  # every listed file exactly once, the empty one included
+
+
+def test_images_schema_is_the_public_contract(full_run):
+    images = full_run[3]
+    assert [(f.name, f.dataType) for f in images.schema.fields] == IMAGES_SCHEMA
+
+
+def test_every_photo_matches_an_independent_computation(full_run):
+    rows = [r.asDict() for r in full_run[3].where("error_kind IS NULL").collect()]
+    assert len(rows) == 6
+    for row in rows:
+        path = local(row["path"])
+        assert_matches(row, reference_features(path))
+        assert row["label"] == path.parent.name
+        assert row["size_bytes"] == path.stat().st_size
+        assert row["analysis_width"] == row["width"]  # --max-side 0: full resolution
+        assert sum(row["gray_hist"]) == row["width"] * row["height"]
+        assert row["error"] is None
+
+
+def test_broken_files_get_error_rows_with_null_features(full_run):
+    rows = {local(r.path).name: r.asDict() for r in full_run[3].where("error_kind IS NOT NULL").collect()}
+    assert {k: v["error_kind"] for k, v in rows.items()} == {
+        "empty.jpg": "empty",
+        "truncated-rocket.jpg": "corrupt",
+        "error-page.jpg": "unsupported_format",
+    }
+    for row in rows.values():
+        assert row["error"] and "\n" not in row["error"]
+        assert all(row[c] is None for c in FEATURES)
+
+
+def test_summary_totals_equal_sums_over_images(spark, full_run):
+    _, _, out, images = full_run
+    summary = {r.label: r.asDict() for r in spark.read.parquet(str(out / "summary")).collect()}
+    assert set(summary) == {None, "broken", "flowers", "landscape", "people"}
+    img = [r.asDict() for r in images.collect()]
+    for label, s in summary.items():
+        mine = [r for r in img if label is None or r["label"] == label]
+        ok = [r for r in mine if r["error_kind"] is None]
+        assert s["n_files"] == len(mine)
+        assert s["n_ok"] == len(ok) and s["n_error"] == len(mine) - len(ok)
+        assert s["total_bytes"] == sum(r["size_bytes"] for r in mine)
+        assert s["gray_hist"] == [sum(r["gray_hist"][i] for r in ok) for i in range(256)]
+        if ok:
+            assert s["mean_gray"] == pytest.approx(sum(r["gray_mean"] for r in ok) / len(ok))
+
+
+def test_rerun_of_a_run_id_replaces_it(spark, full_run, tmp_path):
+    _, inp, _, _ = full_run
+    out = tmp_path / "out"
+    for _ in range(2):
+        assert run_job("--input", str(inp), "--output", str(out), "--run-id", "same") == 0
+    images = spark.read.parquet(str(out / "images"))
+    assert images.count() == images.select("path").distinct().count() == 9
+    # a later full run supersedes the earlier one: still one row per file
+    assert run_job("--input", str(inp), "--output", str(out), "--run-id", "later") == 0
+    images = spark.read.parquet(str(out / "images"))
+    assert images.count() == 9 and {r.run_id for r in images.select("run_id").collect()} == {"later"}
+
+
+def test_reduced_analysis_keeps_full_size_facts(spark, tmp_path):
+    out = tmp_path / "out"
+    assert run_job("--input", str(SAMPLES / "landscape"), "--output", str(out), "--max-side", "256") == 0
+    for r in spark.read.parquet(str(out / "images")).collect():
+        ref = reference_features(local(r.path))
+        assert (r.width, r.height) == (ref["width"], ref["height"])
+        assert max(r.analysis_width, r.analysis_height) <= 256
+        assert sum(r.gray_hist) == r.analysis_width * r.analysis_height
+
+
+def test_glob_selects_files_any_letter_case(spark, tmp_path):
+    inp = tmp_path / "in" / "misc"
+    inp.mkdir(parents=True)
+    shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", inp / "UPPER.JPG")
+    shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", inp / "_DSC0001.png")
+    (inp / "notes.txt").write_text("not an image")
+    out1, out2 = tmp_path / "o1", tmp_path / "o2"
+    assert run_job("--input", str(inp.parent), "--output", str(out1)) == 0
+    names = {local(r.path).name for r in spark.read.parquet(str(out1 / "images")).collect()}
+    assert names == {"UPPER.JPG", "_DSC0001.png"}
+    assert run_job("--input", str(inp.parent), "--output", str(out2), "--glob", "*") == 0
+    rows = {local(r.path).name: r.error_kind for r in spark.read.parquet(str(out2 / "images")).collect()}
+    assert rows == {"UPPER.JPG": None, "_DSC0001.png": None, "notes.txt": "unsupported_format"}
+
+
+def test_spark_and_executor_read_modes_agree(spark, tmp_path):
+    outs = {}
+    for mode in ("spark", "executor"):
+        out = tmp_path / mode
+        args = ["--input", str(SAMPLES), "--output", str(out), "--read-mode", mode,
+                "--max-file-bytes", "500k", "--run-id", "x"]
+        assert run_job(*args) == 0
+        df = spark.read.parquet(str(out / "images")).drop("modification_time")
+        outs[mode] = sorted((tuple(r) for r in df.collect()), key=lambda t: t[0])
+    assert outs["spark"] == outs["executor"]
+    too_large = {local(t[0]).name for t in outs["spark"] if t[-3] == "too_large"}
+    assert too_large == {"mate-dune.jpg", "skimage-astronaut.png"}  # the two files > 500 KiB
+
+
+def test_duplicates_table_groups_identical_files(spark, tmp_path):
+    inp = tmp_path / "in"
+    (inp / "a").mkdir(parents=True)
+    (inp / "b").mkdir()
+    for d in ("a", "b"):
+        shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", inp / d / "flower.jpg")
+    shutil.copy(SAMPLES / "landscape" / "sklearn-china.jpg", inp / "a" / "china.jpg")
+    out = tmp_path / "out"
+    assert run_job("--input", str(inp), "--output", str(out)) == 0
+    dups = spark.read.parquet(str(out / "duplicates")).collect()
+    assert {(r.kind, r.n_files) for r in dups} == {("exact", 2), ("dhash", 2)}
+    assert all(sorted(local(p).parent.name for p in r.paths) == ["a", "b"] for r in dups)
+
+
+def test_missing_input_exits_3(tmp_path):
+    assert run_job("--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")) == 3
+
+
+def test_bad_arguments_exit_2(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        run_job("--input", "x", "--output", str(tmp_path), "--max-side", "-1")
+    assert e.value.code == 2

@@ -4,12 +4,19 @@ Semantics (README "Image semantics" documents each choice):
   * the format is detected from the content by Pillow, never from the file name; every plugin
     (HEIF through pillow-heif, AVIF through Pillow) is registered when this module is imported,
     so a result never depends on which files a worker decoded before;
-  * the first frame of a multi-frame file is analysed; ``n_frames`` counts frames by seeking,
-    without decoding them;
-  * EXIF orientation (tag 0x0112, as read by ``ImageOps.exif_transpose``) is applied after the
-    grayscale conversion (transposes commute with per-pixel conversion; a third of the data);
+  * the first frame of a multi-frame file is analysed, decoded from a fresh open exactly as a
+    single-frame file; ``n_frames`` counts frames on a second handle by seeking, without
+    decoding them (null when the file is damaged after the first frame);
+  * the declared pixel count is checked against ``max_pixels`` from the header, before any
+    pixel is decoded; Pillow's own bomb check (for sizes found later, e.g. an ICO's embedded
+    PNG) is moved to the same limit while decoding;
+  * EXIF orientation (tag 0x0112, or XMP tiff:Orientation, read by ``getexif`` and honoured for
+    exactly the values ``ImageOps.exif_transpose`` honours) is applied after the grayscale
+    conversion (transposes commute with per-pixel conversion; a third of the data); unreadable
+    EXIF counts as absent;
   * 8-bit modes become gray exactly as ``convert('L')`` (ITU-R BT.601: L = R*299/1000 +
-    G*587/1000 + B*114/1000); palette images go through RGBA; La and LAB use their L band;
+    G*587/1000 + B*114/1000); palette images go through RGBA; La goes through LA (un-
+    premultiplied, as Pillow does for RGBa); LAB uses its L* band (Pillow cannot convert it);
     16-bit modes are scaled by value / 257 (rounded); mode I likewise when its values fit
     0..65535, otherwise by its min..max; mode F by its finite min..max (non-finite pixels -> 0);
   * with ``max_side`` > 0 the analysis image is at most that many pixels on its long side:
@@ -20,7 +27,9 @@ Semantics (README "Image semantics" documents each choice):
 from __future__ import annotations
 
 import io
+import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +61,8 @@ _TRANSPOSE = {  # EXIF orientation -> the transpose that shows the image upright
 }
 _SWAPS_SIDES = {5, 6, 7, 8}
 _VIA_RGBA = {"P", "PA"}
-_FIRST_BAND = {"La", "LAB"}
+_VIA_LA = {"La"}
+_FIRST_BAND = {"LAB"}
 _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N"}
 _DRAFTABLE = {"JPEG", "MPO"}
 # Leading bytes of image formats: a file that starts like an image but cannot be opened is
@@ -67,7 +77,18 @@ _IMAGE_MAGIC = (
     b"BM",
     b"\x00\x00\x01\x00",  # ICO
     b"8BPS",  # PSD
+    b"II+\x00",  # BigTIFF
+    b"MM\x00+",
+    b"\x00\x00\x00\x0cjP  \r\n\x87\n",  # JPEG 2000 (JP2)
+    b"\xff\x4f\xff\x51",  # JPEG 2000 codestream
+    b"qoif",
+    b"icns",
+    b"DDS ",
+    b"BLP1",
+    b"BLP2",
+    b"\x01\xda",  # SGI
 )
+_NETPBM = re.compile(rb"^P[1-7F][ \t\r\n#]")
 
 
 @dataclass
@@ -76,7 +97,7 @@ class Decoded:
 
     format: str
     mode: str
-    n_frames: int
+    n_frames: int | None  # None: the file breaks after its first frame
     width: int  # after orientation, full resolution
     height: int
     orientation: int | None
@@ -89,6 +110,8 @@ def _looks_like_image(data: bytes) -> bool:
         return True
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return True
+    if _NETPBM.match(data):
+        return True
     return data[4:8] == b"ftyp"  # HEIF, AVIF (ISO base media)
 
 
@@ -98,15 +121,21 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         raise errors.ImageError(errors.EMPTY, "file has 0 bytes")
     try:
         im = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as e:
-        if _looks_like_image(data):
-            raise errors.ImageError(errors.CORRUPT, errors.describe(e)) from None
+    except UnidentifiedImageError:
         head = data[:16].hex(" ")
+        if _looks_like_image(data):
+            raise errors.ImageError(
+                errors.CORRUPT, f"starts like an image but its header is unreadable (starts {head})"
+            ) from None
         raise errors.ImageError(
             errors.UNSUPPORTED_FORMAT, f"not an image format Pillow can read (starts {head})"
         ) from None
     except Image.DecompressionBombError as e:
         raise errors.ImageError(errors.DECOMPRESSION_BOMB, str(e)) from None
+    except MemoryError as e:
+        raise errors.ImageError(errors.DECOMPRESSION_BOMB, errors.describe(e)) from None
+    except Exception as e:  # noqa: BLE001 - a plugin failing on a damaged header
+        raise errors.ImageError(errors.CORRUPT, errors.describe(e)) from None
     w, h = im.size
     if w * h > max_pixels:
         raise errors.ImageError(
@@ -118,14 +147,19 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     return im
 
 
-def read_orientation(exif: Image.Exif) -> int | None:
-    """The EXIF orientation tag when it is a valid 1..8 value, else None."""
+def read_orientation(exif) -> int | None:
+    """The EXIF orientation 1..8, else None (absent, or a value exif_transpose ignores).
+
+    Matched as ``ImageOps.exif_transpose`` matches it (a dict lookup: 6, 6.0 and the
+    rational 6/1 rotate; "6", 6.5 or a tuple do not), so both always agree.
+    """
     value = exif.get(_ORIENTATION_TAG)
     try:
-        value = int(value)
-    except (TypeError, ValueError):
-        return None
-    return value if 1 <= value <= 8 else None
+        if value == 1 or value in _TRANSPOSE:
+            return int(value)
+    except (TypeError, ValueError):  # unhashable or odd values: ignored, like exif_transpose
+        pass
+    return None
 
 
 def _scale_to_u8(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -144,6 +178,8 @@ def to_gray(im: Image.Image) -> Image.Image:
         return im
     if mode in _VIA_RGBA:
         return im.convert("RGBA").convert("L")
+    if mode in _VIA_LA:
+        return im.convert("LA").convert("L")
     if mode in _FIRST_BAND:
         return im.getchannel(0)
     if mode in _SIXTEEN_BIT:
@@ -170,23 +206,52 @@ def to_gray(im: Image.Image) -> Image.Image:
         raise errors.ImageError(errors.UNSUPPORTED_FORMAT, f"mode {mode}: {e}") from None
 
 
+def load_reduced(im: Image.Image, max_side: int) -> None:
+    """Decode the pixels of the current frame; JPEGs straight at a reduced scale if allowed."""
+    w, h = im.size
+    if max_side > 0 and max(w, h) > max_side and im.format in _DRAFTABLE:
+        # libjpeg decodes at 1/2, 1/4 or 1/8 scale, luma only: the cheapest way to a small image
+        scale = max_side / max(w, h)
+        im.draft("L", (max(1, round(w * scale)), max(1, round(h * scale))))
+    # Decode before anything else reads the image: a failed load leaves Pillow with a
+    # half-filled image that a second load() would return silently (PNG's getexif loads).
+    im.load()
+
+
 def analysis_image(im: Image.Image, max_side: int) -> Image.Image:
     """The mode-L image features are computed on (not yet oriented)."""
-    w, h = im.size
-    if max_side <= 0 or max(w, h) <= max_side:
-        return to_gray(im)
-    scale = max_side / max(w, h)
-    if im.format in _DRAFTABLE:
-        # libjpeg decodes at 1/2, 1/4 or 1/8 scale, luma only: the cheapest way to a small image
-        im.draft("L", (max(1, round(w * scale)), max(1, round(h * scale))))
     gray = to_gray(im)
-    gray.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    if max_side > 0 and max(gray.size) > max_side:
+        gray.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     return gray
 
 
-def count_frames(im: Image.Image) -> int:
-    """Frames in the file, found by seeking (no pixel decoding); the first frame stays current."""
-    return int(getattr(im, "n_frames", 1) or 1)
+def count_frames(data: bytes) -> int | None:
+    """Frames in the file, counted on a fresh handle by seeking (no pixel decoding).
+
+    None when the file breaks after its first frame (the features of that frame stand).
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return int(getattr(im, "n_frames", 1) or 1)
+    except Exception:  # noqa: BLE001 - damage after the first frame does not void it
+        return None
+
+
+@contextmanager
+def _pixel_limit(max_pixels: int):
+    """Pillow refuses images above 2 * MAX_IMAGE_PIXELS where it checks (open, ICO/ICNS
+    members...): align that with ``max_pixels`` for the duration of one decode."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = -(-max_pixels // 2)
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns about odd but readable files (corrupt EXIF, bomb size): not errors
+            # here, and a -W error interpreter must not turn them into failures.
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def decode(data: bytes, max_side: int, max_pixels: int = PILLOW_PIXEL_LIMIT) -> Decoded:
@@ -194,24 +259,35 @@ def decode(data: bytes, max_side: int, max_pixels: int = PILLOW_PIXEL_LIMIT) -> 
 
     Raises ``errors.ImageError`` for every failure, whatever the decoder raised.
     """
+    with _pixel_limit(max_pixels):
+        return _decode(data, max_side, max_pixels)
+
+
+def _decode(data: bytes, max_side: int, max_pixels: int) -> Decoded:
     im = open_image(data, max_pixels)
     try:
         fmt, mode = im.format or "unknown", im.mode
         w, h = im.size
-        n_frames = count_frames(im)
-        if n_frames > 1:
-            im.seek(0)
+        # Pillow orients TIFFs itself: it reports the upright size at open and transposes
+        # while loading (dropping the tag). Remember the tag to report it.
+        oriented_by_pillow = read_orientation(im.tag_v2) if fmt == "TIFF" else None
+        load_reduced(im, max_side)
         try:
             exif = im.getexif()
-        except Exception:  # unreadable EXIF: the pixels may still be fine; treat as absent
-            exif = Image.Exif()
-        orientation = read_orientation(exif)
+            orientation = read_orientation(exif)
+        except Exception:  # noqa: BLE001 - unreadable EXIF: the pixels are fine; treat as absent
+            exif, orientation = Image.Exif(), None
         gray = analysis_image(im, max_side)
         method = _TRANSPOSE.get(orientation or 1)
         if method is not None:
             gray = gray.transpose(method)
         if orientation in _SWAPS_SIDES:
             w, h = h, w
+        orientation = orientation or oriented_by_pillow
+        # Only multi-frame plugins have n_frames; look without evaluating the property (it
+        # seeks, and ``gray`` may be ``im`` itself).
+        multi = "n_frames" in vars(im) or hasattr(type(im), "n_frames")
+        n_frames = count_frames(data) if multi else 1
         return Decoded(fmt, mode, n_frames, w, h, orientation, exif, gray)
     except errors.ImageError:
         raise

@@ -33,6 +33,10 @@ def one_line(text: str) -> str:
 
 
 def describe(exc: BaseException) -> str:
-    """``Type: message`` of an exception, on one line."""
-    msg = str(exc)
+    """``Type: message`` of an exception, on one line (never raises: decoders' exceptions
+    can carry anything, even a ``__str__`` that fails)."""
+    try:
+        msg = str(exc)
+    except Exception:  # noqa: BLE001
+        msg = ""
     return one_line(f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__)

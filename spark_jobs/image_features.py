@@ -51,64 +51,79 @@ class Progress(threading.Thread):
         self._stop_event.set()
 
 
-def run(spark, cfg: JobConfig, run_id: str) -> dict:
-    """Extract, transform, load; returns the run's counts."""
+def run(spark, cfg: JobConfig, run_id: str, record) -> dict:
+    """Extract, transform, load; fills ``record`` (counts, stage times) as it goes."""
     from pyspark.sql import functions as F
 
-    from spark_jobs import reading, transform, writing
-    from spark_jobs.storage import Storage
+    from spark_jobs import incremental, reading, transform, writing
 
-    storage = Storage(spark)
-    stages: dict[str, float] = {}
+    storage = record._storage
+    stages = record.data["stages_s"]
 
     t = time.perf_counter()
     reading.plan_tasks(spark, cfg.task_bytes)
     files = reading.list_files(spark, cfg)
+    gone = None
+    if cfg.incremental:
+        current = incremental.current_files(spark, storage, cfg.output, run_id)
+        gone = incremental.tombstones(files, current)
+        files = incremental.new_work(files, current)
     if cfg.partitions:
         files = files.repartition(cfg.partitions, "path")
-    files = reading.with_content(spark, cfg, files)
+    files = reading.with_content(spark, cfg, files, subset=cfg.incremental)
     images = transform.image_table(files, cfg.extract)
+    if gone is not None:
+        images = images.unionByName(gone)
     writing.write_run(storage, images, cfg.output, "images", run_id)
-    stages["images_s"] = time.perf_counter() - t
+    stages["images"] = round(time.perf_counter() - t, 3)
 
     t = time.perf_counter()
     written = writing.read_run(spark, cfg.output, "images", run_id)
-    by_kind = {
-        r["error_kind"]: (r["n"], r["bytes"], r["mp"])
-        for r in written.groupBy("error_kind")
+    kinds = {
+        (r["deleted"], r["error_kind"]): r.asDict()
+        for r in written.groupBy("deleted", "error_kind")
         .agg(F.count(F.lit(1)).alias("n"), F.sum("size_bytes").alias("bytes"),
              F.sum("megapixels").alias("mp"))
         .collect()
     }
     if not cfg.incremental:
         writing.drop_runs_except(storage, cfg.output, "images", run_id)
-    current = writing.current_rows(spark, cfg.output).drop("run_id")
+    current = writing.current_rows(spark, cfg.output).where(~F.col("deleted")).drop("run_id")
     for name, df in (("summary", transform.summarize(current)),
                      ("duplicates", transform.find_duplicates(current))):
         writing.write_run(storage, df.coalesce(1), cfg.output, name, run_id)
         writing.drop_runs_except(storage, cfg.output, name, run_id)
-    writing.clean_staging(storage, cfg.output, run_id)
-    stages["aggregates_s"] = time.perf_counter() - t
+    writing.clean_staging(storage, cfg.output)
+    stages["aggregates"] = round(time.perf_counter() - t, 3)
 
-    ok = by_kind.get(None, (0, 0, 0.0))
-    n_files = sum(v[0] for v in by_kind.values())
-    return {
-        "n_files": n_files,
-        "n_ok": ok[0],
-        "n_error": n_files - ok[0],
-        "errors": {k: by_kind[k][0] for k in sorted(k for k in by_kind if k is not None)},
-        "bytes": sum(v[1] or 0 for v in by_kind.values()),
-        "megapixels": round(ok[2] or 0.0, 3),
-        "stages": {k: round(v, 3) for k, v in stages.items()},
+    processed = {k[1]: v for k, v in kinds.items() if not k[0]}
+    n_processed = sum(v["n"] for v in processed.values())
+    not_read = ("empty", "too_large")
+    counts = {
+        "processed": n_processed,
+        "ok": processed.get(None, {}).get("n", 0),
+        "error": n_processed - processed.get(None, {}).get("n", 0),
+        "errors": {k: v["n"] for k, v in sorted((k, v) for k, v in processed.items() if k)},
+        "deleted": sum(v["n"] for k, v in kinds.items() if k[0]),
     }
+    if cfg.incremental:
+        counts["listed"] = reading.list_files(spark, cfg).count()
+        counts["skipped"] = counts["listed"] - n_processed
+    else:
+        counts["listed"], counts["skipped"] = n_processed, 0
+    record.data["counts"] = counts
+    record.data["bytes_read"] = sum(v["bytes"] or 0 for k, v in processed.items() if k not in not_read)
+    record.data["megapixels_read"] = round(processed.get(None, {}).get("mp") or 0.0, 3)
+    return counts
 
 
 def print_report(spark, cfg: JobConfig, run_id: str, counts: dict) -> None:
     """A short human summary on stdout: counts, per-label table, where the tables are."""
     from spark_jobs import writing
 
-    print(f"run {run_id}: {counts['n_files']} files, {counts['n_ok']} ok, "
-          f"{counts['n_error']} with errors {counts['errors'] or ''}".rstrip())
+    print(f"run {run_id}: {counts['listed']} files listed, {counts['processed']} processed "
+          f"({counts['ok']} ok, {counts['error']} with errors {counts['errors'] or ''}), "
+          f"{counts['skipped']} unchanged, {counts['deleted']} deleted")
     summary = spark.read.parquet(writing.table_uri(cfg.output, "summary"))
     rows = summary.select("label", "n_files", "n_ok", "n_error", "mean_gray").collect()
     print(f"{'label':<16} {'files':>6} {'ok':>6} {'errors':>6} {'mean gray':>10}")
@@ -123,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)  # exits with code 2 on bad arguments
     logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from spark_jobs.run_record import RunRecord
     from spark_jobs.session import SetupError, get_session
+    from spark_jobs.storage import Storage
 
     try:
         spark, owned = get_session(cfg)
@@ -131,24 +148,28 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return exit_codes.INFRASTRUCTURE
     run_id = cfg.run_id or new_run_id()
+    record = RunRecord(Storage(spark), cfg, run_id, dict(spark.sparkContext.getConf().getAll()))
+    record.save()
     progress = Progress(spark)
     progress.start()
     started = time.perf_counter()
     try:
         log.info("run %s: %s -> %s", run_id, " ".join(cfg.inputs), cfg.output)
-        counts = run(spark, cfg, run_id)
+        counts = run(spark, cfg, run_id, record)
         log.info("run %s finished in %.1f s", run_id, time.perf_counter() - started)
         print_report(spark, cfg, run_id, counts)
-        if counts["n_files"] and counts["n_error"] / counts["n_files"] > cfg.max_error_rate:
+        if counts["processed"] and counts["error"] / counts["processed"] > cfg.max_error_rate:
             log.error("%d of %d files have errors, above --max-error-rate %g",
-                      counts["n_error"], counts["n_files"], cfg.max_error_rate)
+                      counts["error"], counts["processed"], cfg.max_error_rate)
+            record.finish("succeeded_with_errors", exit_codes.TOO_MANY_ERRORS)
             return exit_codes.TOO_MANY_ERRORS
+        record.finish("succeeded", exit_codes.SUCCESS)
         return exit_codes.SUCCESS
     except Exception as e:  # noqa: BLE001 - classified into an exit code for the scheduler
         code = exit_codes.classify(e)
         log.error("run %s failed: %s", run_id, exit_codes.first_line(e))
-        if code == exit_codes.INFRASTRUCTURE:
-            log.debug("traceback", exc_info=True)
+        log.debug("traceback", exc_info=True)
+        record.finish("failed", code, exit_codes.first_line(e))
         return code
     finally:
         progress.stop()

@@ -133,19 +133,31 @@ def executor_reads(cfg: JobConfig) -> bool:
     return all(uri.startswith(("/", "file:")) for uri in cfg.inputs)
 
 
-def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame) -> DataFrame:
+def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, subset: bool = False) -> DataFrame:
     """Add a ``content`` column: the bytes when Spark reads them, null when executors will.
 
     Files above --max-file-bytes never get content: Spark pushes the ``length`` filter into
     the binaryFile scan, so their bytes are not read (and its 2 GB per-file limit never hit).
+    When ``files`` is a subset of the listing (incremental runs), Spark is pointed at those
+    files by name, so no other file's content is read.
     """
     if executor_reads(cfg):
         return files.withColumn("content", F.lit(None).cast("binary"))
     limit = cfg.extract.max_file_bytes
-    small = (
-        _reader(spark, cfg.glob).load(cfg.inputs)
-        .where(F.col("length") <= limit)
-        .select(*METADATA, "content")
-    )
-    rest = files.where((F.col("length") > limit) | (F.col("length") == 0))
-    return small.unionByName(rest.withColumn("content", F.lit(None).cast("binary")))
+    readable = (F.col("length") > 0) & (F.col("length") <= limit)
+    rest = files.where(~readable).withColumn("content", F.lit(None).cast("binary"))
+    if subset:
+        # metadata of the new work only: one path per file to read
+        paths = [glob_escape(r.path) for r in files.where(readable).select("path").collect()]
+        if not paths:
+            return rest
+        source = _reader(spark, "*").load(paths)
+    else:
+        source = _reader(spark, cfg.glob).load(cfg.inputs)
+    small = source.where(readable).select(*METADATA, "content")
+    return small.unionByName(rest)
+
+
+def glob_escape(path: str) -> str:
+    """A file name made literal for Spark's path globbing (which treats *?[]{} specially)."""
+    return re.sub(r"([*?\[\]{}\\])", r"\\\1", path)

@@ -21,7 +21,7 @@ IMAGE_COLUMNS = (
     "aspect_ratio", "megapixels",
     *FEATURE_FIELDS[FEATURE_FIELDS.index("analysis_width"): FEATURE_FIELDS.index("error_kind")],
     "is_dark", "is_bright", "is_low_contrast", "is_blurry",
-    "error_kind", "error",
+    "error_kind", "error", "deleted",
 )  # fmt: skip
 
 
@@ -52,6 +52,7 @@ def with_derived(images: DataFrame) -> DataFrame:
         (F.col("gray_mean") > BRIGHT_MEAN).alias("is_bright"),
         (F.col("gray_std") < LOW_CONTRAST_STD).alias("is_low_contrast"),
         (F.col("sharpness") < BLURRY_SHARPNESS).alias("is_blurry"),
+        F.lit(False).alias("deleted"),
     ).select(*IMAGE_COLUMNS)
 
 

@@ -51,19 +51,27 @@ def drop_runs_except(storage: Storage, output: str, table: str, keep: str) -> li
     return dropped
 
 
-def clean_staging(storage: Storage, output: str, run_id: str) -> None:
-    storage.delete(f"{output}/{STAGING}/{run_id}")
+def clean_staging(storage: Storage, output: str) -> None:
+    """Remove staged leftovers, also those of killed runs (one run at a time per output)."""
+    storage.delete(f"{output}/{STAGING}")
 
 
 def read_run(spark: SparkSession, output: str, table: str, run_id: str) -> DataFrame:
     return spark.read.parquet(run_uri(output, table, run_id)).withColumn("run_id", F.lit(run_id))
 
 
-def current_rows(spark: SparkSession, output: str) -> DataFrame:
-    """The images table's latest row for every path (run ids sort by time)."""
+def current_rows(spark: SparkSession, output: str, before_run: str | None = None) -> DataFrame:
+    """The images table's latest row for every path (run ids sort by time); rows with
+    ``deleted`` true say the file is gone (README "Reading the current state").
+
+    ``before_run``: ignore that run's own rows, so a rerun of it sees what it saw the first time.
+    """
     latest = Window.partitionBy("path").orderBy(F.col("run_id").desc())
+    images = spark.read.parquet(table_uri(output, "images"))
+    if before_run is not None:
+        images = images.where(F.col("run_id") != before_run)
     return (
-        spark.read.parquet(table_uri(output, "images"))
+        images
         .withColumn("_rank", F.row_number().over(latest))
         .where("_rank = 1")
         .drop("_rank")

@@ -28,7 +28,7 @@ IMAGES_SCHEMA = [
     ("gps_longitude", T.DoubleType()), ("is_dark", T.BooleanType()),
     ("is_bright", T.BooleanType()), ("is_low_contrast", T.BooleanType()),
     ("is_blurry", T.BooleanType()), ("error_kind", T.StringType()), ("error", T.StringType()),
-    ("run_id", T.StringType()),
+    ("deleted", T.BooleanType()), ("run_id", T.StringType()),
 ]  # fmt: skip
 FEATURES = ["gray_mean", "gray_std", "gray_hist", "entropy", "sharpness", "dhash", "width"]
 
@@ -154,7 +154,7 @@ def test_spark_and_executor_read_modes_agree(spark, tmp_path):
         df = spark.read.parquet(str(out / "images")).drop("modification_time")
         outs[mode] = sorted((tuple(r) for r in df.collect()), key=lambda t: t[0])
     assert outs["spark"] == outs["executor"]
-    too_large = {local(t[0]).name for t in outs["spark"] if t[-3] == "too_large"}
+    too_large = {local(t[0]).name for t in outs["spark"] if t[-4] == "too_large"}
     assert too_large == {"mate-dune.jpg", "skimage-astronaut.png"}  # the two files > 500 KiB
 
 

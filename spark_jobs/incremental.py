@@ -1,0 +1,46 @@
+"""Incremental runs: compare the listing with the current images table, on metadata only.
+
+A file is new work when its (path, modification_time, size_bytes) has no current row; a
+changed file is processed again and its new row supersedes the old one. A current path that
+is no longer listed gets a tombstone row (``deleted`` true, features null).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs import writing
+from spark_jobs.storage import Storage
+from spark_jobs.transform import IMAGE_COLUMNS
+
+
+def current_files(spark: SparkSession, storage: Storage, output: str, run_id: str) -> DataFrame | None:
+    """Current, not deleted rows of the images table as they were before run ``run_id``
+    (None when there are none), so that rerunning a run id redoes the same work."""
+    if not [r for r in writing.committed_runs(storage, output, "images") if r != run_id]:
+        return None
+    return writing.current_rows(spark, output, before_run=run_id).where(~F.col("deleted"))
+
+
+def new_work(files: DataFrame, current: DataFrame | None) -> DataFrame:
+    """Listed files without a current row of the same path, size and modification time."""
+    if current is None:
+        return files
+    known = current.select(
+        "path", F.col("size_bytes").alias("length"), F.col("modification_time").alias("modificationTime")
+    )
+    return files.join(known, ["path", "length", "modificationTime"], "left_anti")
+
+
+def tombstones(files: DataFrame, current: DataFrame | None) -> DataFrame | None:
+    """One row per current path that is no longer listed: its last metadata, deleted=true."""
+    if current is None:
+        return None
+    gone = current.join(files.select("path"), "path", "left_anti")
+    kept = {"path", "label", "size_bytes", "modification_time"}
+    return gone.select(
+        *[F.col(c) if c in kept else F.lit(None).cast(current.schema[c].dataType).alias(c)
+          for c in IMAGE_COLUMNS if c != "deleted"],
+        F.lit(True).alias("deleted"),
+    )

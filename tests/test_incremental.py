@@ -1,0 +1,143 @@
+"""Scheduled runs: incremental, idempotent, crash-safe, with a run record and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, SAMPLES, run_job
+
+pytestmark = pytest.mark.spark
+
+
+def current_state(spark, out: Path) -> list[tuple]:
+    """One current row per path (the README's reading recipe), without run_id, sorted."""
+    from spark_jobs.writing import current_rows
+
+    df = current_rows(spark, str(out)).where("NOT deleted").drop("run_id")
+    return sorted((tuple(r) for r in df.collect()), key=lambda t: t[0])
+
+
+def records(out: Path) -> dict:
+    return {p.stem: json.loads(p.read_text()) for p in (out / "_runs").glob("*.json")}
+
+
+def scramble_keeping_metadata(path: Path) -> None:
+    """Same size and modification time, different bytes: only a content read would notice."""
+    st = path.stat()
+    path.write_bytes(b"\x00" * st.st_size)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("read_mode", ["executor", "spark"])
+def test_incremental_runs_do_only_new_work(spark, tmp_path, read_mode):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    args = ["--input", str(inp), "--output", str(out), "--incremental", "--read-mode", read_mode]
+    assert run_job(*args, "--run-id", "r1") == 0
+    first = current_state(spark, out)
+    assert len(first) == 9
+
+    # unchanged listing: no content is read (scrambled bytes go unnoticed), tables equal
+    for p in (inp / "flowers").iterdir():
+        scramble_keeping_metadata(p)
+    assert run_job(*args, "--run-id", "r2") == 0
+    assert current_state(spark, out) == first
+    assert records(out)["r2"]["counts"] | {"errors": None} == {
+        "listed": 9, "processed": 0, "skipped": 9, "ok": 0, "error": 0, "deleted": 0, "errors": None}
+
+    # a new file, a changed file (new size and time) and a deleted file
+    shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", inp / "people" / "copy.png")
+    changed = inp / "landscape" / "sklearn-china.jpg"
+    changed.write_bytes((SAMPLES / "flowers" / "sklearn-flower.jpg").read_bytes())
+    os.utime(changed, (time.time() + 5, time.time() + 5))
+    (inp / "people" / "matplotlib-grace_hopper.jpg").unlink()
+    assert run_job(*args, "--run-id", "r3") == 0
+    rec = records(out)["r3"]["counts"]
+    assert (rec["listed"], rec["processed"], rec["skipped"], rec["deleted"]) == (9, 2, 7, 1)
+    state = {Path(t[0].removeprefix("file:")).name: t for t in current_state(spark, out)}
+    assert "matplotlib-grace_hopper.jpg" not in state and "copy.png" in state
+    flower = {t[0]: t for t in first}[next(t[0] for t in first if t[0].endswith("sklearn-flower.jpg"))]
+    assert state["sklearn-china.jpg"][4] == flower[4]  # content_sha256 of the new bytes
+    summary = spark.read.parquet(str(out / "summary")).where("label IS NULL").first()
+    assert summary.n_files == 9  # the summary describes the current state
+
+    # rerunning a run id replaces it: no duplicates
+    assert run_job(*args, "--run-id", "r3") == 0
+    images = spark.read.parquet(str(out / "images"))
+    assert images.where("run_id = 'r3'").count() == 3
+
+
+def test_every_run_leaves_a_record(spark, tmp_path):
+    out = tmp_path / "out"
+    assert run_job("--input", str(SAMPLES), "--output", str(out), "--run-id", "ok") == 0
+    assert run_job("--input", str(tmp_path / "missing"), "--output", str(out), "--run-id", "bad") == 3
+    recs = records(out)
+    assert recs["ok"]["status"] == "succeeded" and recs["ok"]["exit_code"] == 0
+    assert recs["ok"]["counts"]["errors"] == {"corrupt": 1, "empty": 1, "unsupported_format": 1}
+    assert recs["ok"]["bytes_read"] > 2_000_000 and recs["ok"]["megapixels_read"] > 4
+    assert set(recs["ok"]["stages_s"]) == {"images", "aggregates"}
+    assert recs["ok"]["config"]["job"]["extract"]["max_side"] == 512
+    assert recs["bad"]["status"] == "failed" and recs["bad"]["exit_code"] == 3
+    assert "PATH_NOT_FOUND" in recs["bad"]["error"] or "not exist" in recs["bad"]["error"]
+    assert recs["bad"]["ended_at"] >= recs["bad"]["started_at"]
+
+
+def test_error_rate_above_limit_exits_4_but_commits(spark, tmp_path):
+    out = tmp_path / "out"
+    assert run_job("--input", str(SAMPLES), "--output", str(out), "--max-error-rate", "0.2") == 4
+    assert spark.read.parquet(str(out / "images")).count() == 9  # 3 of 9 failed: 0.33 > 0.2
+    (rec,) = records(out).values()
+    assert rec["status"] == "succeeded_with_errors" and rec["exit_code"] == 4
+
+
+def _job(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable)
+    return subprocess.Popen(
+        [sys.executable, "-m", "spark_jobs.image_features", *args, "--conf", "spark.ui.enabled=false"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def test_sigkill_midway_then_rerun_gives_the_uninterrupted_tables(spark, tmp_path):
+    inp = tmp_path / "in"
+    for i in range(12):  # enough work (full resolution) to be killed in the middle of it
+        shutil.copytree(SAMPLES, inp / f"copy{i}")
+    common = ["--input", str(inp), "--max-side", "0", "--incremental"]
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    # an earlier committed run whose data must stay untouched
+    shutil.copytree(SAMPLES / "flowers", tmp_path / "early" / "flowers")
+    assert run_job("--input", str(tmp_path / "early"), "--output", str(killed), "--run-id", "r0") == 0
+    early = sorted(tuple(r) for r in spark.read.parquet(str(killed / "images")).collect())
+
+    proc = _job(*common, "--output", str(killed), "--run-id", "r1")
+    staged = killed / "_staging" / "r1" / "images" / "_temporary"
+    deadline = time.time() + 120
+    while not staged.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # well into the feature stage
+    assert proc.poll() is None, "the job finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the JVM follows its driver; make sure of it
+    except ProcessLookupError:
+        pass
+    assert not (killed / "images" / "run_id=r1").exists()  # nothing half-written is visible
+    assert sorted(tuple(r) for r in spark.read.parquet(str(killed / "images")).collect()) == early
+
+    assert run_job(*common, "--output", str(killed), "--run-id", "r1") == 0
+    assert run_job(*common, "--output", str(clean), "--run-id", "r1") == 0
+    rows = current_state(spark, killed)
+    assert len(rows) == 12 * 9
+    assert [t for t in rows if "/early/" not in t[0]] == current_state(spark, clean)
+    assert not (killed / "_staging").exists()

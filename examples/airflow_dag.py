@@ -1,0 +1,42 @@
+"""Airflow DAG: the image-feature job every hour, incremental, retried safely.
+
+Every attempt of a DAG run uses the same run id (the logical date), so a retry replaces that
+run's output instead of duplicating it. The job's exit codes (README "Exit codes"):
+0 success, 1 infrastructure failure (worth a retry), 2 bad arguments, 3 input missing,
+4 committed but too many error rows (look at the data: retrying will not help).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow import DAG
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+PROJECT = "/opt/spark-image-etl"  # a checkout with a built venv (./submit.sh --package)
+
+with DAG(
+    dag_id="image_features",
+    start_date=datetime(2026, 1, 1),
+    schedule="@hourly",
+    catchup=False,
+    max_active_runs=1,  # one writer per output
+    default_args={"retries": 3, "retry_delay": timedelta(minutes=5), "retry_exponential_backoff": True},
+    tags=["images", "etl"],
+) as dag:
+    SparkSubmitOperator(
+        task_id="image_features",
+        # submit.sh wraps spark-submit: it ships the code and the packed environment and
+        # loads conf/spark-yarn.properties; the operator only calls it.
+        spark_binary=f"{PROJECT}/submit.sh",
+        conn_id="spark_yarn",
+        application=f"{PROJECT}/spark_jobs/image_features.py",
+        application_args=[
+            "--input", "s3a://lake/raw/images",
+            "--output", "s3a://lake/curated/image_features",
+            "--incremental",
+            "--run-id", "{{ ts_nodash }}",
+            "--max-error-rate", "0.05",
+        ],
+        env_vars={"IMAGE_ETL_ENV": "yarn"},
+    )

@@ -97,7 +97,7 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
         description="Turn a folder or bucket of images into Parquet tables of image features "
         "(one row per file in <output>/images/, aggregates in <output>/summary/ and "
         "<output>/duplicates/).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Defaults come from conf/job.properties. Exit codes: 0 success, 1 infrastructure "
         "failure, 2 bad arguments, 3 input missing, 4 success but more error rows than "
         "--max-error-rate.",
@@ -113,15 +113,15 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                     "extensions in any letter case")
     im = p.add_argument_group("image analysis")
     im.add_argument("--max-side", type=int, default=int(d("max_side", "512")), metavar="N",
-                    help="long side of the analysis image in pixels; 0 = full resolution")
+                    help="long side of the analysis image in pixels; 0 = full resolution (default: %(default)s)")
     im.add_argument("--max-pixels", type=int, default=int(d("max_pixels", "178956970")),
                     metavar="N", help="declared pixel count above which a file is a "
-                    "decompression_bomb (checked from the header, before decoding)")
+                    "decompression_bomb (checked from the header, before decoding) (default: %(default)s)")
     im.add_argument("--max-file-bytes", type=parse_size, default=parse_size(
                     d("max_file_bytes", "512m")), metavar="SIZE", help="files larger than "
-                    "this are too_large: listed and given a row, never read")
+                    "this are too_large: listed and given a row, never read (default: %(default)s)")
     im.add_argument("--time-budget", type=float, default=float(d("time_budget", "120")),
-                    metavar="SECONDS", help="time one image may take; 0 = unlimited")
+                    metavar="SECONDS", help="time one image may take; 0 = unlimited (default: %(default)s)")
     im.add_argument("--keep-gps", action="store_true", help="write EXIF GPS coordinates "
                     "(personal data: off by default)")
     run = p.add_argument_group("run")
@@ -131,19 +131,19 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                      "(path, modification_time, size_bytes) are not yet in <output>/images/")
     run.add_argument("--max-error-rate", type=float, default=float(d("max_error_rate", "1.0")),
                      metavar="F", help="exit with code 4 when more than this fraction of "
-                     "files has an error row")
+                     "files has an error row (default: %(default)s)")
     sp = p.add_argument_group("spark")
     sp.add_argument("--master", help="Spark master (default: local[*], or what spark-submit set)")
     sp.add_argument("--env", default=os.environ.get("IMAGE_ETL_ENV", "local"), help="which "
-                    "conf/spark-<env>.properties to load when not started by spark-submit")
+                    "conf/spark-<env>.properties to load when not started by spark-submit (default: %(default)s)")
     sp.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Spark setting (repeatable)")
     sp.add_argument("--read-mode", choices=READ_MODES, default=d("read_mode", "auto"),
                     help="who reads image bytes: executor (Python reads the file directly), "
                     "spark (binaryFile content through the JVM), auto (executor for local "
-                    "files, spark otherwise)")
+                    "files, spark otherwise) (default: %(default)s)")
     sp.add_argument("--task-bytes", type=parse_size, default=parse_size(d("task_bytes", "32m")),
-                    metavar="SIZE", help="input bytes per task when planning tasks")
+                    metavar="SIZE", help="input bytes per task when planning tasks (default: %(default)s)")
     sp.add_argument("--partitions", type=int, default=0, metavar="N", help="repartition the "
                     "file list into N tasks (0: plan tasks by --task-bytes, no shuffle)")
     sp.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))

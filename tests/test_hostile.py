@@ -1,0 +1,143 @@
+"""Hostile input through Spark: bombs and a 3 GB file cost neither memory nor time, and the
+per-image time budget really works inside Spark's Python workers."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow as pa
+import pytest
+
+from tests import corpus
+from tests.conftest import run_job
+
+pytestmark = pytest.mark.spark
+
+THREE_GB = 3 * 1024**3
+
+
+class PeakRss(threading.Thread):
+    """Samples the resident memory of this process and all its descendants (JVM, workers)."""
+
+    def __init__(self, every: float = 0.05):
+        super().__init__(daemon=True)
+        self.every, self.peak, self._stop_event = every, 0, threading.Event()
+        self.peak_by_kind: dict[str, int] = {}
+        self.peak_worker = 0  # the largest single Python worker: where images are decoded
+
+    def tree_rss(self) -> int:
+        me = psutil.Process()
+        total = 0
+        by_kind: dict[str, int] = {}
+        for p in [me, *me.children(recursive=True)]:
+            try:
+                rss, name = p.memory_info().rss, p.name()
+            except psutil.Error:  # exited between listing and reading
+                continue
+            kind = "driver" if p.pid == me.pid else ("jvm" if "java" in name else "python workers")
+            if kind == "python workers":
+                self.peak_worker = max(self.peak_worker, rss)
+            by_kind[kind] = by_kind.get(kind, 0) + rss
+            total += rss
+        for kind, rss in by_kind.items():
+            self.peak_by_kind[kind] = max(self.peak_by_kind.get(kind, 0), rss)
+        return total
+
+    def run(self):
+        while not self._stop_event.is_set():
+            self.peak = max(self.peak, self.tree_rss())
+            self._stop_event.wait(self.every)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return self.peak
+
+
+def test_the_udf_runs_in_the_worker_main_thread_where_the_time_budget_works(spark):
+    """SIGALRM only reaches the main thread: check Spark's Arrow UDF path runs there, and that
+    time_limit interrupts a busy loop in the worker."""
+    from pyspark.sql import functions as F
+
+    @F.arrow_udf("string")
+    def probe(x: pa.Array) -> pa.Array:
+        import threading as th
+
+        from udfs.extract import _OverBudget, time_limit
+
+        out = []
+        for _ in x.to_pylist():
+            main = th.current_thread() is th.main_thread()
+            t = time.perf_counter()
+            try:
+                with time_limit(0.1):
+                    while True:
+                        pass
+            except _OverBudget:
+                out.append(f"main={main} stopped_after={time.perf_counter() - t:.2f}")
+        return pa.array(out)
+
+    got = [r[0] for r in spark.range(4).select(probe("id")).collect()]
+    assert len(got) == 4
+    for line in got:
+        main, stopped = line.split()
+        assert main == "main=True"
+        assert 0.05 < float(stopped.split("=")[1]) < 1.0
+
+
+def test_bombs_and_a_3gb_file_finish_fast_with_bounded_memory(spark, tmp_path):
+    folder = tmp_path / "in" / "hostile"
+    corpus.write(folder, {
+        "bomb-20000.png": corpus.png_bomb(20000, 20000),
+        "bomb-gigapixel.png": corpus.png_bomb(200000, 100000),
+        "bomb-screen.gif": corpus.gif_bomb(),
+        "gps.jpg": corpus.gps_jpeg(),
+        "photo.png": corpus.encode(corpus.photo(0, (640, 480)), "PNG"),
+        "empty.jpg": b"",
+    })  # fmt: skip
+    huge = folder / "huge.jpg"
+    with open(huge, "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0")  # looks like a JPEG; the rest is a hole
+    os.truncate(huge, THREE_GB)
+    assert huge.stat().st_size == THREE_GB and huge.stat().st_blocks * 512 < 1024**2  # sparse
+
+    sampler = PeakRss()
+    baseline = sampler.tree_rss()
+    sampler.start()
+    t = time.perf_counter()
+    code = run_job("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+                   "--glob", "*", "--run-id", "hostile")  # fmt: skip
+    seconds = time.perf_counter() - t
+    peak = sampler.stop()
+    print(f"hostile run: {seconds:.1f} s, tree RSS {baseline / 2**20:.0f} MiB before, "
+          f"{peak / 2**20:.0f} MiB peak (+{(peak - baseline) / 2**20:.0f} MiB); peaks: "
+          + ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in sampler.peak_by_kind.items())
+          + f", largest worker {sampler.peak_worker / 2**20:.0f} MiB")
+
+    assert code == 0
+    rows = {Path(r.path).name: r.asDict() for r in
+            spark.read.parquet(str(tmp_path / "out" / "images")).collect()}  # fmt: skip
+    kinds = {name: r["error_kind"] for name, r in rows.items()}
+    assert kinds == {
+        "bomb-20000.png": "decompression_bomb",
+        "bomb-gigapixel.png": "decompression_bomb",
+        "bomb-screen.gif": "decompression_bomb",
+        "huge.jpg": "too_large",
+        "empty.jpg": "empty",
+        "gps.jpg": None,
+        "photo.png": None,
+    }
+    assert rows["huge.jpg"]["size_bytes"] == THREE_GB and "not read" in rows["huge.jpg"]["error"]
+    assert rows["huge.jpg"]["content_sha256"] is None  # its content was never read
+    # Privacy: without --keep-gps the GPS position is not written (the camera make is).
+    assert rows["gps.jpg"]["camera_make"] == "TestCam"
+    assert rows["gps.jpg"]["gps_latitude"] is None and rows["gps.jpg"]["gps_longitude"] is None
+    # Bounded: decoding the 20000 x 20000 bomb alone would take 400 MB in one worker, reading
+    # the big file 3 GB; an idle worker (numpy, Pillow, pyarrow imported) takes ~150 MB.
+    assert 0 < sampler.peak_worker < 350 * 2**20
+    assert peak - baseline < 1024**3
+    assert seconds < 60

@@ -51,13 +51,12 @@ class Progress(threading.Thread):
         self._stop_event.set()
 
 
-def run(spark, cfg: JobConfig, run_id: str, record) -> dict:
+def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
     """Extract, transform, load; fills ``record`` (counts, stage times) as it goes."""
     from pyspark.sql import functions as F
 
     from spark_jobs import incremental, reading, transform, writing
 
-    storage = record._storage
     stages = record.data["stages_s"]
 
     t = time.perf_counter()
@@ -88,7 +87,7 @@ def run(spark, cfg: JobConfig, run_id: str, record) -> dict:
     }
     if not cfg.incremental:
         writing.drop_runs_except(storage, cfg.output, "images", run_id)
-    current = writing.current_rows(spark, cfg.output).where(~F.col("deleted")).drop("run_id")
+    current = writing.current_rows(spark, storage, cfg.output).where(~F.col("deleted")).drop("run_id")
     for name, df in (("summary", transform.summarize(current)),
                      ("duplicates", transform.find_duplicates(current))):
         writing.write_run(storage, df.coalesce(1), cfg.output, name, run_id)
@@ -148,14 +147,15 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return exit_codes.INFRASTRUCTURE
     run_id = cfg.run_id or new_run_id()
-    record = RunRecord(Storage(spark), cfg, run_id, dict(spark.sparkContext.getConf().getAll()))
+    storage = Storage(spark)
+    record = RunRecord(storage, cfg, run_id, dict(spark.sparkContext.getConf().getAll()))
     record.save()
     progress = Progress(spark)
     progress.start()
     started = time.perf_counter()
     try:
         log.info("run %s: %s -> %s", run_id, " ".join(cfg.inputs), cfg.output)
-        counts = run(spark, cfg, run_id, record)
+        counts = run(spark, storage, cfg, run_id, record)
         log.info("run %s finished in %.1f s", run_id, time.perf_counter() - started)
         print_report(spark, cfg, run_id, counts)
         if counts["processed"] and counts["error"] / counts["processed"] > cfg.max_error_rate:

@@ -20,7 +20,7 @@ def current_files(spark: SparkSession, storage: Storage, output: str, run_id: st
     (None when there are none), so that rerunning a run id redoes the same work."""
     if not [r for r in writing.committed_runs(storage, output, "images") if r != run_id]:
         return None
-    return writing.current_rows(spark, output, before_run=run_id).where(~F.col("deleted"))
+    return writing.current_rows(spark, storage, output, before_run=run_id).where(~F.col("deleted"))
 
 
 def new_work(files: DataFrame, current: DataFrame | None) -> DataFrame:

@@ -61,14 +61,10 @@ def image_table(files: DataFrame, opts: ExtractOptions) -> DataFrame:
     return files.transform(with_features, opts).transform(with_derived)
 
 
-def _hist_sum() -> Column:
-    return F.array(*[F.coalesce(F.sum(F.col("gray_hist")[i]), F.lit(0)) for i in range(256)])
-
-
 def summarize(images: DataFrame) -> DataFrame:
     """One row per label plus an overall row (label null); aggregated in Spark."""
     ok = F.col("error_kind").isNull()
-    aggs = [
+    stats = images.rollup("label").agg(
         F.count(F.lit(1)).alias("n_files"),
         F.count(F.when(ok, 1)).alias("n_ok"),
         F.count(F.when(~ok, 1)).alias("n_error"),
@@ -80,9 +76,28 @@ def summarize(images: DataFrame) -> DataFrame:
         F.avg("sharpness").alias("mean_sharpness"),
         F.count(F.when(F.col("is_dark"), 1)).alias("n_dark"),
         F.count(F.when(F.col("is_blurry"), 1)).alias("n_blurry"),
-        _hist_sum().alias("gray_hist"),
-    ]
-    return images.rollup("label").agg(*aggs).orderBy(F.col("label").asc_nulls_last())
+    )
+    hists = histogram_sums(images.where(ok))
+    zeros = F.array_repeat(F.lit(0).cast("long"), 256)
+    return (
+        stats.join(hists, stats["label"].eqNullSafe(hists["hist_label"]), "left")
+        .select(*stats.columns, F.coalesce("gray_hist", zeros).alias("gray_hist"))
+        .coalesce(1)  # one small file, sorted without another shuffle
+        .sortWithinPartitions(F.col("label").asc_nulls_last())
+    )
+
+
+def histogram_sums(images: DataFrame) -> DataFrame:
+    """hist_label, gray_hist: per-label and overall (null) sums of the 256-bin histograms.
+
+    Summed as (label, bin) rows: a few small shuffles instead of 256 aggregate columns,
+    which cost more to compile than to run.
+    """
+    bins = images.select("label", F.posexplode("gray_hist").alias("bin", "n"))
+    sums = bins.cube("label", "bin").agg(F.sum("n").alias("n")).where(F.col("bin").isNotNull())
+    return sums.groupBy(F.col("label").alias("hist_label")).agg(
+        F.transform(F.array_sort(F.collect_list(F.struct("bin", "n"))), lambda x: x["n"]).alias("gray_hist")
+    )
 
 
 def find_duplicates(images: DataFrame) -> DataFrame:

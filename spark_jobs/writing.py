@@ -60,19 +60,22 @@ def read_run(spark: SparkSession, output: str, table: str, run_id: str) -> DataF
     return spark.read.parquet(run_uri(output, table, run_id)).withColumn("run_id", F.lit(run_id))
 
 
-def current_rows(spark: SparkSession, output: str, before_run: str | None = None) -> DataFrame:
+def current_rows(spark: SparkSession, storage: Storage, output: str,
+                 before_run: str | None = None) -> DataFrame:
     """The images table's latest row for every path (run ids sort by time); rows with
     ``deleted`` true say the file is gone (README "Reading the current state").
 
     ``before_run``: ignore that run's own rows, so a rerun of it sees what it saw the first time.
     """
-    latest = Window.partitionBy("path").orderBy(F.col("run_id").desc())
     images = spark.read.parquet(table_uri(output, "images"))
+    runs = [r for r in committed_runs(storage, output, "images") if r != before_run]
     if before_run is not None:
         images = images.where(F.col("run_id") != before_run)
+    if len(runs) <= 1:
+        return images  # a single run (every full run): no window, no shuffle
+    latest = Window.partitionBy("path").orderBy(F.col("run_id").desc())
     return (
-        images
-        .withColumn("_rank", F.row_number().over(latest))
+        images.withColumn("_rank", F.row_number().over(latest))
         .where("_rank = 1")
         .drop("_rank")
     )

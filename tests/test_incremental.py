@@ -20,9 +20,10 @@ pytestmark = pytest.mark.spark
 
 def current_state(spark, out: Path) -> list[tuple]:
     """One current row per path (the README's reading recipe), without run_id, sorted."""
+    from spark_jobs.storage import Storage
     from spark_jobs.writing import current_rows
 
-    df = current_rows(spark, str(out)).where("NOT deleted").drop("run_id")
+    df = current_rows(spark, Storage(spark), str(out)).where("NOT deleted").drop("run_id")
     return sorted((tuple(r) for r in df.collect()), key=lambda t: t[0])
 
 

@@ -142,3 +142,37 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_tables(spark, tmp_pat
     assert len(rows) == 12 * 9
     assert [t for t in rows if "/early/" not in t[0]] == current_state(spark, clean)
     assert not (killed / "_staging").exists()
+
+
+def _readme_block(lang: str, marker: str, out: Path) -> str:
+    """The code block of README.md in ``lang`` whose first line holds ``marker``, reading
+    the table at ``out`` instead of the README's "out/images"."""
+    text = (ROOT / "README.md").read_text()
+    for block in text.split(f"```{lang}\n")[1:]:
+        code = block.split("```", 1)[0]
+        if marker in code.splitlines()[0]:
+            return code.replace("out/images", str(out / "images"))
+    raise AssertionError(f"no {lang} block starting with {marker!r} in README.md")
+
+
+def test_readme_recipes_read_the_current_state(spark, tmp_path):
+    """The Spark, pandas/pyarrow and DuckDB recipes of README.md give the current state."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    args = ["--input", str(inp), "--output", str(out), "--incremental"]
+    assert run_job(*args, "--run-id", "a") == 0
+    (inp / "flowers" / "sklearn-flower.jpg").unlink()
+    shutil.copy(SAMPLES / "landscape" / "sklearn-china.jpg", inp / "flowers" / "china.jpg")
+    assert run_job(*args, "--run-id", "b") == 0
+    want = sorted(t[0] for t in current_state(spark, out))
+    assert len(want) == 9
+
+    scope = {"spark": spark}
+    exec(_readme_block("python", "# Spark", out), scope)
+    assert sorted(r.path for r in scope["current"].select("path").collect()) == want
+    exec(_readme_block("python", "# pandas / pyarrow", out), scope)
+    assert sorted(scope["current"]["path"]) == want
+    import duckdb
+
+    rows = duckdb.sql(_readme_block("sql", "-- DuckDB", out)).fetchall()
+    assert sorted(r[0] for r in rows) == want

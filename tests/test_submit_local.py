@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-import pytest
 import pyarrow.dataset as ds
+import pytest
 
 from tests.conftest import ROOT, SAMPLES
 

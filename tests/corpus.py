@@ -22,7 +22,7 @@ from pathlib import Path
 
 import imagehash
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import EpsImagePlugin, Image, ImageOps
 
 try:
     from pillow_heif import register_heif_opener
@@ -225,12 +225,13 @@ def error_files() -> dict[str, tuple[str, bytes]]:
     """name -> (expected error_kind, bytes), for every kind a file's content can cause."""
     jpg = encode(photo(4), "JPEG")
     png = encode(photo(4), "PNG")
-    return {
+    files = {
         "empty.jpg": ("empty", b""),
         "error-page.jpg": ("unsupported_format", b"<!DOCTYPE html><html><body>404</body></html>"),
         "notes.png": ("unsupported_format", b"just some text\n" * 10),
         "archive.tif": ("unsupported_format", b"PK\x03\x04" + bytes(60)),
         "doc.pdf": ("unsupported_format", encode(photo(4), "PDF")),  # Pillow writes, not reads
+        "weather.grib": ("unsupported_format", b"GRIB\x00\x00\x00\x01" + bytes(100)),  # a stub
         "truncated.jpg": ("corrupt", jpg[: len(jpg) // 2]),
         "truncated.png": ("corrupt", png[: len(png) // 2]),
         "header-only.png": ("corrupt", png[:20]),
@@ -240,6 +241,9 @@ def error_files() -> dict[str, tuple[str, bytes]]:
         "bomb-gigapixel.png": ("decompression_bomb", png_bomb(200000, 100000)),
         "bomb-screen.gif": ("decompression_bomb", gif_bomb()),
     }
+    if not EpsImagePlugin.has_ghostscript():  # Pillow opens EPS but renders it with Ghostscript
+        files["vector.eps"] = ("unsupported_format", encode(photo(4), "EPS"))
+    return files
 
 
 # --- mutations ---------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import EpsImagePlugin, Image, ImageFile, UnidentifiedImageError
 
 from udfs import errors
 
@@ -136,6 +136,12 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         raise errors.ImageError(errors.DECOMPRESSION_BOMB, errors.describe(e)) from None
     except Exception as e:  # noqa: BLE001 - a plugin failing on a damaged header
         raise errors.ImageError(errors.CORRUPT, errors.describe(e)) from None
+    # Formats Pillow identifies but cannot decode here are unsupported, not corrupt: stubs
+    # (GRIB, BUFR, HDF5, WMF: the job registers no handler), and EPS without Ghostscript.
+    if isinstance(im, ImageFile.StubImageFile):
+        raise errors.ImageError(errors.UNSUPPORTED_FORMAT, f"{im.format}: no decoder installed")
+    if im.format == "EPS" and not EpsImagePlugin.has_ghostscript():
+        raise errors.ImageError(errors.UNSUPPORTED_FORMAT, "EPS: needs Ghostscript, not installed")
     w, h = im.size
     if w * h > max_pixels:
         raise errors.ImageError(

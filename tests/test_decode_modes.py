@@ -197,3 +197,30 @@ def test_result_does_not_depend_on_what_the_worker_decoded_before(tmp_path):
         here = image_row(files[name], FULL)
         here["gray_hist"] = here["gray_hist"].tolist()
         assert alone == here, name
+
+
+def _verify_script():
+    import importlib.util
+
+    path = corpus.ROOT / "scripts" / "verify_realworld.py"
+    spec = importlib.util.spec_from_file_location("verify_realworld", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.spark
+def test_small_realworld_set_matches_pillow_through_spark(spark, tmp_path):
+    """scripts/verify_realworld.py at 150 files (samples/ photos only), in this session."""
+    from tests.conftest import run_job
+
+    vr = _verify_script()
+    paths = vr.build_set(tmp_path / "in", 150, seed=3, use_shared=False)
+    code = run_job("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+                   "--glob", "*", "--max-side", "0", "--run-id", "small")  # fmt: skip
+    assert code == 0
+    rows = [r.asDict() for r in spark.read.parquet(str(tmp_path / "out" / "images")).collect()]
+    summary, bad = vr.compare(paths, rows)
+    assert bad == [], bad[:10]
+    assert summary["rows"] == summary["files"] == 150
+    assert summary["decoded"] > 100 and len(summary["formats"]) >= 12, summary

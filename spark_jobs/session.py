@@ -69,11 +69,14 @@ def get_session(cfg: JobConfig, app_name: str = "spark-image-etl"):
     if not started_by_spark_submit():
         check_java()
         props_file = CONF_DIR / f"spark-{cfg.env}.properties"
-        if props_file.exists():
-            for key, value in load_properties(props_file).items():
-                builder = builder.config(key, value)
-        else:
+        props = load_properties(props_file) if props_file.exists() else {}
+        if not props:
             log.warning("no %s: using Spark's defaults", props_file)
+        log4j = CONF_DIR / "log4j2.properties"
+        if log4j.exists() and "spark.driver.extraJavaOptions" not in props:
+            props["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
+        for key, value in props.items():
+            builder = builder.config(key, value)
         builder = builder.master(cfg.master or "local[*]")
     elif cfg.master:
         builder = builder.master(cfg.master)

@@ -315,7 +315,8 @@ def _stretch(a: np.ndarray) -> np.ndarray:
     if ok.any():
         lo, hi = a[ok].min(), a[ok].max()
         if hi > lo:
-            out[ok] = np.clip(np.round((a[ok] - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
+            # the documented formula: (v - lo) * 255 / (hi - lo), product first (exact)
+            out[ok] = np.clip(np.round((a[ok] - lo) * 255 / (hi - lo)), 0, 255).astype(np.uint8)
     return out
 
 

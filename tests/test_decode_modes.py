@@ -60,6 +60,14 @@ def test_mode_i_uses_257_when_it_fits_else_min_max():
     assert np.asarray(dec.to_gray(flat)).tolist() == [[0, 0], [0, 0]]
 
 
+def test_stretch_rounds_exact_ties_half_to_even():
+    # 25 * 255 / 50 = 127.5 exactly -> 128 (even); 25 * (255 / 50) computes 127.49999... -> 127
+    wide = Image.fromarray(np.array([[-70000 + v for v in (0, 25, 50)]], dtype=np.int32), "I")
+    assert np.asarray(dec.to_gray(wide)).tolist() == [[0, 128, 255]]
+    f = Image.fromarray(np.array([[0.0, 25.0, 50.0]], dtype=np.float32), "F")
+    assert np.asarray(dec.to_gray(f)).tolist() == [[0, 128, 255]]
+
+
 def test_mode_f_uses_finite_min_max_and_zero_for_the_rest():
     a = np.array([[np.nan, -1.0, 0.0, 1.0, np.inf, -np.inf]], dtype=np.float32)
     assert np.asarray(dec.to_gray(Image.fromarray(a, "F"))).tolist() == [[0, 0, 128, 255, 0, 0]]

@@ -169,10 +169,15 @@ def read_orientation(exif) -> int | None:
 
 
 def _scale_to_u8(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Linear map lo -> 0, hi -> 255, rounded; a constant image maps to 0."""
+    """Linear map lo -> 0, hi -> 255: ``(a - lo) * 255 / (hi - lo)`` in float64, rounded half
+    to even; a constant image maps to 0.
+
+    Multiplying before dividing keeps the product exact for 32-bit inputs, so the one
+    division rounds correctly and ties (x.5) are decided exactly, not by a stray ulp.
+    """
     if hi <= lo:
         return np.zeros(a.shape, dtype=np.uint8)
-    out = np.rint((a - lo) * (255.0 / (hi - lo)))
+    out = np.rint((a - lo) * 255.0 / (hi - lo))
     return np.clip(out, 0, 255).astype(np.uint8)
 
 

@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # spark-submit wrapper for the image-feature job.
 #
-#   ./submit.sh [--env NAME] [spark-submit options] -- [job options]
+#   ./submit.sh [--env NAME] [--package] [spark-submit options] -- [job options]
 #   ./submit.sh -- --input samples --output /tmp/out
-#   ./submit.sh --master spark://host:7077 --env cluster -- --input s3a://b/imgs --output s3a://b/out
+#   ./submit.sh --master spark://host:7077 --env standalone -- --input /shared/imgs --output /shared/out
+#   ./submit.sh --master yarn --deploy-mode cluster --env yarn --package -- --input hdfs:///imgs --output hdfs:///out
 #
 # Before "--": spark-submit options (default --master local[*]); --env NAME loads
 # conf/spark-NAME.properties (default: local). After "--": the job's options (--help).
-# Ships udfs/ and spark_jobs/ to the executors as a zip (--py-files) and points
-# PYSPARK_PYTHON at this project's interpreter (override with PYSPARK_PYTHON).
+# The project's code (udfs/, spark_jobs/) always travels as a zip (--py-files). Executors run
+# PYSPARK_PYTHON (default: this checkout's .venv python), which must exist on every node with
+# the dependencies installed -- or, with --package, a venv-pack'ed environment of the
+# dependencies (build/env.tar.gz, rebuilt when pyproject.toml changes; --repack forces it) is
+# shipped with --archives and executors run ./environment/bin/python. See docs/cluster.md.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 env_name="${IMAGE_ETL_ENV:-local}"
 master=""
+deploy_mode="client"
+package=""
 submit_args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -22,37 +28,73 @@ while [[ $# -gt 0 ]]; do
     --env=*) env_name="${1#--env=}"; shift ;;
     --master) master="$2"; shift 2 ;;
     --master=*) master="${1#--master=}"; shift ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --deploy-mode) deploy_mode="$2"; shift 2 ;;
+    --deploy-mode=*) deploy_mode="${1#--deploy-mode=}"; shift ;;
+    --package) package="${package:-yes}"; shift ;;
+    --repack) package="force"; shift ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) submit_args+=("$1"); shift ;;
   esac
 done
+master="${master:-local[*]}"
+die() { local code="$1"; shift; echo "submit.sh: $*" >&2; exit "$code"; }  # codes as the job's
 
 python="${PYSPARK_PYTHON:-}"
 if [[ -z "$python" ]]; then
   if [[ -x "$here/.venv/bin/python" ]]; then python="$here/.venv/bin/python"; else python="$(command -v python3)"; fi
 fi
-export PYSPARK_PYTHON="$python"
-export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$python}"
+driver_python="${PYSPARK_DRIVER_PYTHON:-$python}"
+export PYSPARK_PYTHON="$python" PYSPARK_DRIVER_PYTHON="$driver_python"
 
 if ! command -v java >/dev/null 2>&1 && [[ -z "${JAVA_HOME:-}" ]]; then
-  echo "submit.sh: Java 17+ is required by Spark and none was found (install a JDK or set JAVA_HOME)" >&2
-  exit 1
+  die 1 "Java 17+ is required by Spark and none was found (install a JDK or set JAVA_HOME)"
 fi
 
 spark_submit="${SPARK_HOME:+$SPARK_HOME/bin/spark-submit}"
 if [[ -z "$spark_submit" ]]; then
-  spark_submit="$("$python" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit"))')"
+  spark_submit="$("$driver_python" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit"))')"
 fi
 
 props="$here/conf/spark-$env_name.properties"
-[[ -f "$props" ]] || { echo "submit.sh: no $props (choose --env from conf/spark-*.properties)" >&2; exit 2; }
+[[ -f "$props" ]] || die 2 "no $props (choose --env from conf/spark-*.properties)"
 
-# The project's code as one zip for the executors' PYTHONPATH (rebuilt every time: cheap).
+case "$deploy_mode" in client|cluster) ;; *) die 2 "--deploy-mode is client or cluster, not '$deploy_mode'" ;; esac
+if [[ "$deploy_mode" == cluster && "$master" == spark://* ]]; then
+  # spark-submit itself refuses this ("Cluster deploy mode is currently not supported for
+  # python applications on standalone clusters"); say so before starting a JVM.
+  die 2 "Spark standalone cannot run a Python application in cluster deploy mode: use client mode (the default) with a spark:// master, or YARN / Kubernetes for a driver inside the cluster"
+fi
+if [[ -n "$package" && "$master" == local* ]]; then
+  die 2 "--package ships an environment to cluster executors; local mode runs $python directly"
+fi
+
+# Pre-flight: a spark:// master nobody listens at would otherwise cost ~60 s of registration
+# retries (3 x 20 s, not configurable) before spark-submit gives up.
+if [[ "$master" == spark://* ]]; then
+  reachable=""
+  IFS=',' read -ra hostports <<<"${master#spark://}"
+  for hp in "${hostports[@]}"; do
+    host="${hp%:*}"; port="${hp##*:}"; [[ "$port" == "$hp" ]] && port=7077
+    if timeout 5 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null; then reachable="$hp"; break; fi
+  done
+  [[ -n "$reachable" ]] || die 1 "no Spark master is listening at $master (TCP connect failed): start the cluster or fix --master"
+fi
+
+# Event log for the history server: a local directory must exist before Spark writes to it.
+event_dir="$(sed -n 's/^[[:space:]]*spark\.eventLog\.dir[[:space:]]*[=:[:space:]][[:space:]]*//p' "$props" | tail -1)"
+for a in "${submit_args[@]}"; do [[ "$a" == spark.eventLog.dir=* ]] && event_dir="${a#spark.eventLog.dir=}"; done
+if [[ "$event_dir" == file:* || "$event_dir" == /* ]]; then
+  dir="${event_dir#file:}"; dir="/${dir##/}"  # file:/x, file:///x and /x alike
+  mkdir -p "$dir"
+fi
+
 build="$here/build"
 mkdir -p "$build"
+
+# The project's code as one zip for the driver's and executors' PYTHONPATH (cheap: always rebuilt).
 zip_file="$build/spark_image_etl.zip"
 rm -f "$zip_file"
-(cd "$here" && "$python" - "$zip_file" <<'PY'
+(cd "$here" && "$driver_python" - "$zip_file" <<'PY'
 import sys, zipfile, pathlib
 with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
     for pkg in ("udfs", "spark_jobs"):
@@ -61,12 +103,49 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
 PY
 )
 
+python_conf=(--conf "spark.pyspark.python=$python")
+if [[ -n "$package" ]]; then
+  # The dependencies (pyproject.toml's, without pyspark: the cluster's Spark provides it) in a
+  # venv packed by venv-pack, at the versions the driver's Python has (so features match).
+  archive="$build/env.tar.gz"
+  if [[ "$package" == force || ! -s "$archive" || "$here/pyproject.toml" -nt "$archive" ]]; then
+    "$driver_python" -c 'import venv_pack' 2>/dev/null \
+      || die 1 "--package needs venv-pack in $driver_python (pip install venv-pack, or pip install -e '.[pack]')"
+    echo "submit.sh: packing the dependencies into $archive ..." >&2
+    venv="$build/pack-venv"
+    rm -rf "$venv"
+    "$driver_python" -m venv --without-pip "$venv"
+    "$driver_python" -m pip freeze --exclude-editable | grep -vi '^spark-image-etl' >"$build/constraints.txt"
+    mapfile -t deps < <("$driver_python" - "$here/pyproject.toml" <<'PY'
+import sys
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+for dep in tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]:
+    if not dep.lower().startswith("pyspark"):
+        print(dep)
+PY
+)
+    "$driver_python" -m pip --python "$venv/bin/python" install -q -c "$build/constraints.txt" "${deps[@]}"
+    rm -f "$archive"
+    "$driver_python" -m venv_pack -p "$venv" -o "$archive" -q
+    echo "submit.sh: $(du -h "$archive" | cut -f1) $archive" >&2
+  fi
+  python_conf=(--archives "$archive#environment" --conf "spark.pyspark.python=./environment/bin/python")
+fi
+if [[ "$deploy_mode" == client ]]; then
+  # The driver runs here: spark.pyspark.python would otherwise apply to it too.
+  python_conf+=(--conf "spark.pyspark.driver.python=$driver_python")
+fi
+
 export IMAGE_ETL_CONF_DIR="${IMAGE_ETL_CONF_DIR:-$here/conf}"
 exec "$spark_submit" \
-  --master "${master:-local[*]}" \
+  --master "$master" \
+  --deploy-mode "$deploy_mode" \
   --properties-file "$props" \
   --py-files "$zip_file" \
   --files "$here/conf/job.properties" \
-  --conf "spark.pyspark.python=$PYSPARK_PYTHON" \
+  "${python_conf[@]}" \
   "${submit_args[@]}" \
   "$here/spark_jobs/image_features.py" "$@"

@@ -51,15 +51,10 @@ class Progress(threading.Thread):
         self._stop_event.set()
 
 
-def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
-    """Extract, transform, load; fills ``record`` (counts, stage times) as it goes."""
-    from pyspark.sql import functions as F
-
+def write_images(spark, storage, cfg: JobConfig, run_id: str) -> None:
+    """Extract and transform the (new) files, write them as this run of images/."""
     from spark_jobs import incremental, reading, transform, writing
 
-    stages = record.data["stages_s"]
-
-    t = time.perf_counter()
     reading.plan_tasks(spark, cfg.task_bytes)
     files = reading.list_files(spark, cfg)
     gone = None
@@ -74,18 +69,15 @@ def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
     if gone is not None:
         images = images.unionByName(gone)
     writing.write_run(storage, images, cfg.output, "images", run_id)
-    stages["images"] = round(time.perf_counter() - t, 3)
 
-    t = time.perf_counter()
-    written = writing.read_run(spark, cfg.output, "images", run_id)
-    kinds = {
-        (r["deleted"], r["error_kind"]): r.asDict()
-        for r in written.groupBy("deleted", "error_kind")
-        .agg(F.count(F.lit(1)).alias("n"), F.sum("size_bytes").alias("bytes"),
-             F.sum("megapixels").alias("mp"))
-        .collect()
-    }
-    if not cfg.incremental:
+
+def write_aggregates(spark, storage, cfg: JobConfig, run_id: str) -> None:
+    """summary/ and duplicates/ of the current state, from the images/ just written."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs import transform, writing
+
+    if not cfg.incremental:  # a full run describes every file: earlier runs are superseded
         writing.drop_runs_except(storage, cfg.output, "images", run_id)
     current = writing.current_rows(spark, storage, cfg.output).where(~F.col("deleted")).drop("run_id")
     for name, df in (("summary", transform.summarize(current)),
@@ -93,26 +85,50 @@ def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
         writing.write_run(storage, df.coalesce(1), cfg.output, name, run_id)
         writing.drop_runs_except(storage, cfg.output, name, run_id)
     writing.clean_staging(storage, cfg.output)
-    stages["aggregates"] = round(time.perf_counter() - t, 3)
 
-    processed = {k[1]: v for k, v in kinds.items() if not k[0]}
-    n_processed = sum(v["n"] for v in processed.values())
-    not_read = ("empty", "too_large")
+
+def run_counts(spark, cfg: JobConfig, run_id: str, record) -> dict:
+    """What this run did, from its rows in images/ (a small aggregation)."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs import reading, writing
+
+    rows = (
+        writing.read_run(spark, cfg.output, "images", run_id)
+        .groupBy("deleted", "error_kind")
+        .agg(F.count(F.lit(1)).alias("n"), F.sum("size_bytes").alias("bytes"),
+             F.sum("megapixels").alias("mp"))
+        .collect()
+    )
+    processed = {r["error_kind"]: r for r in rows if not r["deleted"]}
+    ok = processed.get(None)
     counts = {
-        "processed": n_processed,
-        "ok": processed.get(None, {}).get("n", 0),
-        "error": n_processed - processed.get(None, {}).get("n", 0),
-        "errors": {k: v["n"] for k, v in sorted((k, v) for k, v in processed.items() if k)},
-        "deleted": sum(v["n"] for k, v in kinds.items() if k[0]),
+        "processed": sum(r["n"] for r in processed.values()),
+        "ok": ok["n"] if ok else 0,
+        "errors": {k: processed[k]["n"] for k in sorted(k for k in processed if k)},
+        "deleted": sum(r["n"] for r in rows if r["deleted"]),
     }
-    if cfg.incremental:
-        counts["listed"] = reading.list_files(spark, cfg).count()
-        counts["skipped"] = counts["listed"] - n_processed
-    else:
-        counts["listed"], counts["skipped"] = n_processed, 0
+    counts["error"] = counts["processed"] - counts["ok"]
+    # incremental: the listing is counted again (metadata only); otherwise every file was processed
+    counts["listed"] = reading.list_files(spark, cfg).count() if cfg.incremental else counts["processed"]
+    counts["skipped"] = counts["listed"] - counts["processed"]
     record.data["counts"] = counts
-    record.data["bytes_read"] = sum(v["bytes"] or 0 for k, v in processed.items() if k not in not_read)
-    record.data["megapixels_read"] = round(processed.get(None, {}).get("mp") or 0.0, 3)
+    record.data["bytes_read"] = sum(
+        r["bytes"] or 0 for k, r in processed.items() if k not in ("empty", "too_large"))
+    record.data["megapixels_read"] = round((ok["mp"] or 0.0) if ok else 0.0, 3)
+    return counts
+
+
+def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
+    """Extract, transform, load, aggregate; times each stage into ``record``."""
+    stages = record.data["stages_s"]
+    t = time.perf_counter()
+    write_images(spark, storage, cfg, run_id)
+    stages["images"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    counts = run_counts(spark, cfg, run_id, record)
+    write_aggregates(spark, storage, cfg, run_id)
+    stages["aggregates"] = round(time.perf_counter() - t, 3)
     return counts
 
 

@@ -92,14 +92,16 @@ build="$here/build"
 mkdir -p "$build"
 
 # The project's code as one zip for the driver's and executors' PYTHONPATH (cheap: always rebuilt).
+# Written aside and renamed: other submissions from this checkout may be reading the last one.
 zip_file="$build/spark_image_etl.zip"
-rm -f "$zip_file"
 (cd "$here" && "$driver_python" - "$zip_file" <<'PY'
-import sys, zipfile, pathlib
-with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
+import os, sys, zipfile, pathlib
+tmp = f"{sys.argv[1]}.{os.getpid()}.tmp"
+with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
     for pkg in ("udfs", "spark_jobs"):
         for f in sorted(pathlib.Path(pkg).rglob("*.py")):
             z.write(f)
+os.replace(tmp, sys.argv[1])
 PY
 )
 
@@ -112,10 +114,10 @@ if [[ -n "$package" ]]; then
     "$driver_python" -c 'import venv_pack' 2>/dev/null \
       || die 1 "--package needs venv-pack in $driver_python (pip install venv-pack, or pip install -e '.[pack]')"
     echo "submit.sh: packing the dependencies into $archive ..." >&2
-    venv="$build/pack-venv"
+    venv="$build/pack-venv.$$"
     rm -rf "$venv"
     "$driver_python" -m venv --without-pip "$venv"
-    "$driver_python" -m pip freeze --exclude-editable | grep -vi '^spark-image-etl' >"$build/constraints.txt"
+    "$driver_python" -m pip freeze --exclude-editable | grep -vi '^spark-image-etl' >"$venv.constraints"
     mapfile -t deps < <("$driver_python" - "$here/pyproject.toml" <<'PY'
 import sys
 try:
@@ -127,9 +129,13 @@ for dep in tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]:
         print(dep)
 PY
 )
-    "$driver_python" -m pip --python "$venv/bin/python" install -q -c "$build/constraints.txt" "${deps[@]}"
-    rm -f "$archive"
-    "$driver_python" -m venv_pack -p "$venv" -o "$archive" -q
+    "$driver_python" -m pip --python "$venv/bin/python" install -q -c "$venv.constraints" "${deps[@]}"
+    # bin/python links to this machine's base interpreter: nodes need the same one at the same
+    # path, or set IMAGE_ETL_PYTHON_PREFIX to where the nodes have it (venv-pack --python-prefix).
+    "$driver_python" -m venv_pack -p "$venv" -o "$venv.tar.gz" -q \
+      ${IMAGE_ETL_PYTHON_PREFIX:+--python-prefix "$IMAGE_ETL_PYTHON_PREFIX"}
+    mv -f "$venv.tar.gz" "$archive"
+    rm -rf "$venv" "$venv.constraints"
     echo "submit.sh: $(du -h "$archive" | cut -f1) $archive" >&2
   fi
   python_conf=(--archives "$archive#environment" --conf "spark.pyspark.python=./environment/bin/python")

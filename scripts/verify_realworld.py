@@ -98,11 +98,13 @@ def crop(rng: random.Random, photos: list[Image.Image], size: tuple[int, int]) -
     return im.crop((x, y, x + cw, y + ch)).resize(size, resample)
 
 
-def random_size(rng: random.Random) -> tuple[int, int]:
+def random_size(rng: random.Random, cap: int = 2400) -> tuple[int, int]:
+    """Mostly web and thumbnail sizes, some camera-sized; the long side at most ``cap``."""
     r = rng.random()
     long = rng.randint(1, 24) if r < 0.05 else rng.randint(24, 400) if r < 0.75 else \
         rng.randint(400, 1000) if r < 0.97 else rng.randint(1000, 2400)  # fmt: skip
     aspect = rng.choice([1.0, 4 / 3, 3 / 2, 16 / 9, 1 / 3, 3.0, rng.uniform(0.2, 5)])
+    long = min(long, cap)
     w, h = (long, max(1, round(long / aspect))) if aspect >= 1 else (max(1, round(long * aspect)), long)
     return w, h
 
@@ -157,12 +159,12 @@ def fit(fmt: str, im: Image.Image) -> Image.Image:
     return im
 
 
-def make_image_file(rng: random.Random, photos: list[Image.Image]) -> tuple[str, bytes]:
+def make_image_file(rng: random.Random, photos: list[Image.Image], cap: int = 2400) -> tuple[str, bytes]:
     """One encoded image: (format, bytes). Retries other choices when Pillow refuses."""
     for _ in range(10):
         fmt = rng.choices(list(FORMATS), [WEIGHTS.get(f, 1) for f in FORMATS])[0]
         mode = rng.choice(FORMATS[fmt][0])
-        base = crop(rng, photos, random_size(rng))
+        base = crop(rng, photos, random_size(rng, cap))
         try:
             im = fit(fmt, in_mode(base, mode, rng))
             kw = save_kwargs(fmt, rng, im)
@@ -201,8 +203,10 @@ def break_file(rng: random.Random, data: bytes) -> tuple[str, bytes]:
     return how, bytes(b)
 
 
-def build_set(folder: Path, n: int, seed: int = 1, use_shared: bool = True) -> list[Path]:
-    """Write ``n`` files under ``folder`` (in a dozen sub-folders); returns their paths."""
+def build_set(folder: Path, n: int, seed: int = 1, use_shared: bool = True,
+              cap: int = 2400) -> list[Path]:  # fmt: skip
+    """Write ``n`` files under ``folder`` (in a dozen sub-folders); returns their paths.
+    ``cap`` bounds the long side of the generated images (small sets for tests)."""
     rng = random.Random(seed)
     photos = source_photos(use_shared)
     extras = [("empty", b""), ("html", b"<!DOCTYPE html><html>404 Not Found</html>\n"),
@@ -214,7 +218,7 @@ def build_set(folder: Path, n: int, seed: int = 1, use_shared: bool = True) -> l
         if i < len(extras):
             desc, data, ext = extras[i][0], extras[i][1], rng.choice(["jpg", "png", "gif"])
         else:
-            fmt, data = make_image_file(rng, photos)
+            fmt, data = make_image_file(rng, photos, cap)
             desc, ext = fmt.lower(), FORMATS[fmt][1]
             if rng.random() < 0.12:
                 how, data = break_file(rng, data)
@@ -264,8 +268,11 @@ def compare(paths: list[Path], rows: list[dict], workers: int = 2) -> tuple[dict
         bad.append(f"{p}: row for a file not in the set")
     for p in sorted(expected_paths - set(by_path)):
         bad.append(f"{p}: no row")
-    with ProcessPoolExecutor(workers) as pool:
-        wants = list(pool.map(reference, paths, chunksize=16))
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            wants = list(pool.map(reference, paths, chunksize=16))
+    else:  # in-process (e.g. when this file is loaded by path, not importable by name)
+        wants = [reference(p) for p in paths]
     formats, kinds = Counter(), Counter()
     for path, want in zip(paths, wants, strict=True):
         row = by_path.get(str(path))

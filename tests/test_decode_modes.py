@@ -223,12 +223,12 @@ def test_small_realworld_set_matches_pillow_through_spark(spark, tmp_path):
     from tests.conftest import run_job
 
     vr = _verify_script()
-    paths = vr.build_set(tmp_path / "in", 150, seed=3, use_shared=False)
+    paths = vr.build_set(tmp_path / "in", 150, seed=3, use_shared=False, cap=320)
     code = run_job("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
                    "--glob", "*", "--max-side", "0", "--run-id", "small")  # fmt: skip
     assert code == 0
     rows = [r.asDict() for r in spark.read.parquet(str(tmp_path / "out" / "images")).collect()]
-    summary, bad = vr.compare(paths, rows)
+    summary, bad = vr.compare(paths, rows, workers=1)
     assert bad == [], bad[:10]
     assert summary["rows"] == summary["files"] == 150
     assert summary["decoded"] > 100 and len(summary["formats"]) >= 12, summary

@@ -30,7 +30,8 @@ READ_MODES = ("auto", "executor", "spark")
 IMAGE_EXTENSIONS = (
     "jpg", "jpeg", "jpe", "jfif", "png", "apng", "gif", "webp", "tif", "tiff", "bmp", "dib",
     "heic", "heif", "avif", "jp2", "j2k", "jpx", "ico", "ppm", "pgm", "pbm", "pnm", "tga",
-    "psd", "mpo", "qoi", "pcx", "dds", "sgi", "ras", "icns",
+    "psd", "mpo", "qoi", "pcx", "dds", "sgi", "ras", "icns", "hif", "pfm", "pam", "blp",
+    "xbm", "msp", "im", "spi", "rgb", "rgba", "bw", "j2c", "jpc", "jpf", "icb", "vda", "vst",
 )  # fmt: skip
 
 

@@ -44,6 +44,8 @@ try:  # HEIC/HEIF from phones; optional at run time, declared as a dependency
 except ImportError:  # pragma: no cover - the job still runs, HEIF files become unsupported
     pass
 Image.init()  # register every plugin now: open() must not depend on what was opened before
+# Every reader but EPS, which would hand untrusted bytes to Ghostscript (where installed).
+READ_FORMATS = tuple(f for f in Image.ID if f != "EPS")
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
 
 # Pillow refuses images above twice MAX_IMAGE_PIXELS: that is the default --max-pixels.
@@ -120,7 +122,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise errors.ImageError(errors.EMPTY, "file has 0 bytes")
     try:
-        im = Image.open(io.BytesIO(data))
+        im = Image.open(io.BytesIO(data), formats=READ_FORMATS)
     except UnidentifiedImageError:
         head = data[:16].hex(" ")
         if _looks_like_image(data):
@@ -243,7 +245,7 @@ def count_frames(data: bytes) -> int | None:
     None when the file breaks after its first frame (the features of that frame stand).
     """
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data), formats=READ_FORMATS) as im:
             return int(getattr(im, "n_frames", 1) or 1)
     except Exception:  # noqa: BLE001 - damage after the first frame does not void it
         return None

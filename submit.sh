@@ -32,7 +32,7 @@ while [[ $# -gt 0 ]]; do
     --deploy-mode=*) deploy_mode="${1#--deploy-mode=}"; shift ;;
     --package) package="${package:-yes}"; shift ;;
     --repack) package="force"; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) submit_args+=("$1"); shift ;;
   esac
 done

@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""Benchmark the image-feature job side by side with the reference peers.
+
+    .venv/bin/python benchmarks/run_benchmark.py [--suite standard|large|small] [--rounds N]
+
+Suites (datasets are made on first use; benchmarks may use ../shared, product code may not):
+  standard  /tmp/ds300 and /tmp/ds2000 (make_dataset.py --count 300|2000 --seed 7), both
+            variants: reduced (--max-side 512) and full (--max-side 0). From the two sizes:
+            fixed cost (intercept) and marginal ms / image of each system.
+  large     /tmp/ds300_large20 (--count 300 --seed 7 --large 20: 20 extra 40-60 MP JPEGs):
+            does memory stay bounded at default settings?
+  small     /tmp/thumbs100k (make_thumbnails.py: 100,000 JPEGs of 64-160 px): per-file cost.
+
+Systems, run round-robin (the order rotates by one each round, so drift hits all alike):
+  ours          python -m spark_jobs.image_features --input DS --output OUT --max-side 512|0
+  pool2         ../shared/bench/peers/pool.py (multiprocessing.Pool(2) + Pillow)
+  floor-pillow  ../shared/bench/peers/floor.py --decoder pillow (decode only, 2 processes)
+
+For every run: wall seconds (process start to exit), peak RSS of the whole process tree
+(JVM + Python workers; the sum over the tree, sampled every 0.2 s with psutil), CPU seconds
+of the tree, and the load average of the machine before and after (it may be shared).
+Then our output is compared with pool2's, column by column (features must be equal).
+
+Writes benchmarks/raw/<suite>-<UTC time>.jsonl (every run) and the suite's section of
+benchmarks/RESULTS.md (medians; ratios paired by round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import shutil
+import signal
+import statistics as st
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED = (ROOT / ".." / "shared" / "bench").resolve()
+PEERS = SHARED / "peers"
+PY = sys.executable
+VARIANTS = {"reduced": "512", "full": "0"}
+EXTS = (".jpg", ".jpeg", ".png", ".webp")
+SUITES = {
+    # name: ([(dataset dir, how to make it)], variants, systems, rounds)
+    "standard": ([("/tmp/ds300", ["--count", "300", "--seed", "7"]),
+                  ("/tmp/ds2000", ["--count", "2000", "--seed", "7"])],
+                 ["reduced", "full"], ["ours", "pool2", "floor-pillow"], 3),
+    "large": ([("/tmp/ds300_large20", ["--count", "300", "--seed", "7", "--large", "20"])],
+              ["reduced", "full"], ["ours", "pool2", "floor-pillow"], 1),
+    "small": ([("/tmp/thumbs100k", None)], ["reduced"], ["ours", "pool2", "floor-pillow"], 1),
+}
+
+
+def make_dataset(path: str, how: list[str] | None) -> None:
+    if os.path.isdir(path):
+        return
+    if how is None:
+        argv = [PY, str(HERE / "make_thumbnails.py"), path, "--count", "100000", "--seed", "7"]
+    else:
+        argv = [PY, str(SHARED / "make_dataset.py"), path, *how]
+    print("making", path, ":", " ".join(argv), flush=True)
+    subprocess.run(argv, check=True)
+
+
+def dataset_stats(root: str) -> dict:
+    """Files, megapixels and bytes of the images under root; reads every file once, so that
+    every run finds them in the page cache."""
+    from PIL import Image
+
+    n = px = nbytes = 0
+    for d, _dirs, files in os.walk(root):
+        for f in files:
+            if f.lower().endswith(EXTS) and not f.startswith("."):
+                p = os.path.join(d, f)
+                with open(p, "rb") as fh:
+                    data = fh.read()
+                with Image.open(p) as im:
+                    px += im.size[0] * im.size[1]
+                nbytes += len(data)
+                n += 1
+    return {"files": n, "mp": round(px / 1e6, 1), "bytes": nbytes}
+
+
+def command(system: str, dataset: str, variant: str, out: str, job_args: list[str]) -> list[str]:
+    if system == "ours":
+        return [PY, "-m", "spark_jobs.image_features", "--input", dataset, "--output", out,
+                "--max-side", VARIANTS[variant], *job_args]
+    if system == "pool2":
+        return [PY, str(PEERS / "pool.py"), dataset, out, "--variant", variant]
+    if system == "floor-pillow":
+        return [PY, str(PEERS / "floor.py"), dataset, out, "--variant", variant,
+                "--decoder", "pillow"]
+    raise ValueError(system)
+
+
+def run_one(argv: list[str], env: dict) -> dict:
+    """Run argv in its own session; sample the RSS and CPU time of its process tree."""
+    load_before = os.getloadavg()[0]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True, text=True)
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    root = psutil.Process(proc.pid)
+    peak, peak_detail = 0, []
+    cpu: dict[int, float] = {}
+    while proc.poll() is None:
+        rss = 0
+        detail = []
+        try:
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            procs = []
+        for p in procs:
+            try:
+                m = p.memory_info().rss
+                rss += m
+                detail.append(f"{p.name()}:{m >> 20}")
+                c = p.cpu_times()
+                cpu[p.pid] = c.user + c.system + c.children_user + c.children_system
+            except psutil.Error:
+                pass
+        if rss > peak:  # which processes hold the memory at the peak (JVM, Python workers)
+            peak, peak_detail = rss, detail
+        time.sleep(0.2)
+    wall = time.monotonic() - t0
+    try:  # anything left behind in the run's session (a stray JVM)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    reader.join(5)
+    text = "".join(out)
+    rec = {"wall_s": round(wall, 3), "peak_rss_mb": round(peak / 2**20), "cpu_s": round(sum(cpu.values()), 1),
+           "peak_detail_mb": " ".join(peak_detail),
+           "rc": proc.returncode, "load_before": round(load_before, 2),
+           "load_after": round(os.getloadavg()[0], 2)}
+    for line in text.splitlines():
+        if line.startswith("RESULT "):
+            rec["result"] = json.loads(line[7:])
+        elif "finished in" in line and "spark_jobs.image_features" in line:
+            rec["job_s"] = float(line.split("finished in")[1].split()[0])
+    if proc.returncode:
+        rec["tail"] = text[-2000:]
+    return rec
+
+
+def job_stages(out: str) -> dict:
+    """Stage seconds from our job's run record (<output>/_runs/<run_id>.json), if any."""
+    import glob
+
+    for f in glob.glob(os.path.join(out, "_runs", "*.json")):
+        try:
+            return json.load(open(f)).get("stages_s") or {}
+        except (OSError, ValueError):
+            pass
+    return {}
+
+
+# ------------------------------------------------------------------ feature comparison
+COLS = ("width", "height", "gray_mean", "gray_std", "hist", "entropy", "sharpness", "dhash")
+
+
+def _key(path: str) -> str:
+    return "/".join(path.rstrip("/").split("/")[-2:])  # label/filename
+
+
+def compare(ours_dir: str, pool_dir: str) -> dict:
+    """Our images table vs pool.py's output: every feature must be equal (floats to 1e-12
+    relative, everything else exactly); also counts floats that are bit-for-bit equal."""
+    import pyarrow.dataset as pads
+
+    ours = pads.dataset(os.path.join(ours_dir, "images"), format="parquet", partitioning="hive")
+    ours = ours.to_table(columns=["path", "width", "height", "gray_mean", "gray_std", "gray_hist",
+                                  "entropy", "sharpness", "dhash", "error_kind"]).to_pylist()
+    ref = pads.dataset(pool_dir, format="parquet").to_table().to_pylist()
+    a = {_key(r["path"]): dict(r, hist=r.pop("gray_hist")) for r in ours}
+    b = {_key(r["path"]): r for r in ref}
+    both = sorted(set(a) & set(b))
+    bad: dict[str, list] = {c: [] for c in COLS}
+    bad["error"] = []
+    bitwise = floats = 0
+    max_rel = 0.0
+    for k in both:
+        x, y = a[k], b[k]
+        if (x["error_kind"] is None) != (y["error"] is None):
+            bad["error"].append((k, x["error_kind"], y["error"]))
+            continue
+        for c in COLS:
+            u, v = x[c], y[c]
+            if isinstance(u, float) and isinstance(v, float):
+                floats += 1
+                bitwise += u == v
+                rel = abs(u - v) / max(abs(u), abs(v), 1e-300)
+                max_rel = max(max_rel, rel)
+                ok = math.isclose(u, v, rel_tol=1e-12, abs_tol=1e-12)
+            else:
+                ok = u == v
+            if not ok:
+                bad[c].append((k, u if c != "hist" else "...", v if c != "hist" else "..."))
+    return {"rows_ours": len(a), "rows_ref": len(b), "unmatched": len(set(a) ^ set(b)),
+            "mismatches": {c: len(v) for c, v in bad.items() if v},
+            "examples": {c: v[:3] for c, v in bad.items() if v},
+            "floats_bitwise_equal": f"{bitwise}/{floats}", "max_rel_diff": max_rel}
+
+
+# ------------------------------------------------------------------ report
+def summarize(recs: list[dict], suite: str, datasets: list[dict], compares: list[dict], argv: str) -> str:
+    groups: dict[tuple, list] = {}
+    for r in recs:
+        groups.setdefault((r["dataset"], r["variant"], r["system"]), []).append(r)
+    wall = {(r["dataset"], r["variant"], r["system"], r["round"]): r["wall_s"] for r in recs}
+
+    def paired(ds, v, name, ref):
+        xs = [w / wall[(ds, v, ref, rd)] for (d2, v2, n2, rd), w in wall.items()
+              if (d2, v2, n2) == (ds, v, name) and (ds, v, ref, rd) in wall]
+        return f"{st.median(xs):.2f}" if xs else ""
+
+    stats = {d["dataset"]: d for d in datasets}
+    loads = [x for r in recs for x in (r["load_before"], r["load_after"])]
+    lines = [f"<!-- suite:{suite} -->", f"### Suite `{suite}`", "",
+             f"Command: `{argv}`  ",
+             f"Finished {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores, "
+             f"{psutil.virtual_memory().total / 2**30:.0f} GB; load average (1 min) during the runs: "
+             f"median {st.median(loads):.1f}, max {max(loads):.1f} (shared machine: walls are noisy).", "",
+             "| dataset | files | MP | variant | system | runs | wall s median [min-max] | images/s | MP/s "
+             "| CPU s | peak RSS tree MB | x pool2 | x floor |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    medians = {}
+    order = {"ours": 0, "pool2": 1, "floor-pillow": 2}
+    for key in sorted(groups, key=lambda k: (stats[k[0]]["files"], k[1] != "reduced", order.get(k[2], 9))):
+        ds, v, name = key
+        rs = groups[key]
+        walls = [r["wall_s"] for r in rs]
+        w = st.median(walls)
+        medians[key] = w
+        s = stats[ds]
+        flag = " (rc!=0)" if any(r["rc"] for r in rs) else ""
+        lines.append(
+            f"| {os.path.basename(ds)} | {s['files']} | {s['mp']:.0f} | {v} | {name}{flag} | {len(rs)} | "
+            f"{w:.1f} [{min(walls):.1f}-{max(walls):.1f}] | {s['files'] / w:.1f} | {s['mp'] / w:.0f} | "
+            f"{st.median(r['cpu_s'] for r in rs):.0f} | {st.median(r['peak_rss_mb'] for r in rs):.0f} "
+            f"(max {max(r['peak_rss_mb'] for r in rs)}) | {paired(ds, v, name, 'pool2')} | "
+            f"{paired(ds, v, name, 'floor-pillow')} |")
+    sizes = sorted({k[0] for k in medians}, key=lambda d: stats[d]["files"])
+    if len(sizes) >= 2:
+        small, big = sizes[0], sizes[-1]
+        n1, n2 = stats[small]["files"], stats[big]["files"]
+        mp1, mp2 = stats[small]["mp"], stats[big]["mp"]
+        lines += ["", f"Fixed and marginal cost from the two sizes (wall = fixed + n x marginal; "
+                  f"{os.path.basename(small)} and {os.path.basename(big)}):", "",
+                  "| variant | system | fixed s | marginal ms / image | ms / MP |", "|---|---|---|---|---|"]
+        for (ds, v, name), w2 in sorted(medians.items(), key=lambda kv: (kv[0][1] != "reduced", order.get(kv[0][2], 9))):
+            if ds != big or (small, v, name) not in medians:
+                continue
+            w1 = medians[(small, v, name)]
+            per = (w2 - w1) / (n2 - n1)
+            lines.append(f"| {v} | {name} | {w1 - per * n1:.1f} | {per * 1000:.1f} | "
+                         f"{(w2 - w1) / (mp2 - mp1) * 1000:.2f} |")
+    if suite == "small":
+        lines += ["", "Per-file cost on small files (wall / files):", ""]
+        for (ds, _v, name), w in medians.items():
+            lines.append(f"- {name}: {w / stats[ds]['files'] * 1000:.2f} ms/file")
+    if compares:
+        lines += ["", "Features of ours vs pool2 (path key label/file; floats to 1e-12 relative):", "",
+                  "| dataset | variant | rows ours/ref | unmatched | mismatching values | floats bit-equal | max rel diff |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in compares:
+            lines.append(f"| {os.path.basename(c['dataset'])} | {c['variant']} | {c['rows_ours']}/{c['rows_ref']} | "
+                         f"{c['unmatched']} | {c['mismatches'] or 0} | {c['floats_bitwise_equal']} | "
+                         f"{c['max_rel_diff']:.1e} |")
+            if c["examples"]:
+                lines.append(f"|  | e.g. | {json.dumps(c['examples'])[:300]} | | | | |")
+    lines.append(f"<!-- /suite:{suite} -->")
+    return "\n".join(lines)
+
+
+def write_section(md: Path, suite: str, section: str) -> None:
+    text = md.read_text() if md.exists() else "# Benchmark results\n\nWritten by `benchmarks/run_benchmark.py`.\n"
+    start, end = f"<!-- suite:{suite} -->", f"<!-- /suite:{suite} -->"
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    md.write_text(text)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--suite", choices=SUITES, default="standard")
+    p.add_argument("--rounds", type=int, help="rounds (default: 3 standard, 1 large/small)")
+    p.add_argument("--datasets", nargs="+", help="override the suite's dataset folders")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS)
+    p.add_argument("--systems", nargs="+", choices=("ours", "pool2", "floor-pillow"))
+    p.add_argument("--job-args", default="", help="extra arguments for our job, e.g. '--conf k=v'")
+    p.add_argument("--work", default="/tmp/bench_work", help="where outputs go (overwritten)")
+    p.add_argument("--results", default=str(HERE / "RESULTS.md"))
+    p.add_argument("--no-compare", action="store_true", help="skip the feature comparison")
+    a = p.parse_args()
+    sets, variants, systems, rounds = SUITES[a.suite]
+    if a.datasets:
+        sets = [(d, next((h for x, h in sets if x == d), None)) for d in a.datasets]
+    variants, systems = a.variants or variants, a.systems or systems
+    rounds = a.rounds or rounds
+    for d, how in sets:
+        make_dataset(d, how)
+    datasets = []
+    for d, _ in sets:
+        s = dataset_stats(d)
+        datasets.append({"dataset": d, **s})
+        print(f"{d}: {s['files']} files, {s['mp']} MP, {s['bytes'] / 1e9:.2f} GB", flush=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    raw = HERE / "raw" / f"{a.suite}-{stamp}.jsonl"
+    raw.parent.mkdir(exist_ok=True)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    job_args = shlex.split(a.job_args)
+    recs = []
+    with raw.open("w") as fh:
+        for r in range(rounds):
+            for ds in datasets:
+                for v in variants:
+                    k = r % len(systems)
+                    for system in systems[k:] + systems[:k]:
+                        out = f"{a.work}/{os.path.basename(ds['dataset'])}/{v}/{system}"
+                        shutil.rmtree(out, ignore_errors=True)
+                        rec = run_one(command(system, ds["dataset"], v, out, job_args), env)
+                        if system == "ours":
+                            rec["stages_s"] = job_stages(out)
+                        rec.update(suite=a.suite, round=r, dataset=ds["dataset"], variant=v, system=system,
+                                   files=ds["files"], mp=ds["mp"], job_args=a.job_args)
+                        fh.write(json.dumps(rec) + "\n")
+                        fh.flush()
+                        recs.append(rec)
+                        print(f"[r{r}] {os.path.basename(ds['dataset']):<18} {v:<8} {system:<13} wall "
+                              f"{rec['wall_s']:7.2f}s cpu {rec['cpu_s']:7.1f}s rss {rec['peak_rss_mb']:6d}MB "
+                              f"load {rec['load_before']:.1f}/{rec['load_after']:.1f} rc {rec['rc']}"
+                              + (f" job {rec['job_s']}s {rec.get('stages_s')}" if "job_s" in rec else ""),
+                              flush=True)
+                        if rec["rc"]:
+                            print(rec.get("tail", ""), flush=True)
+    compares = []
+    if not a.no_compare and {"ours", "pool2"} <= set(systems):
+        for ds in datasets:
+            for v in variants:
+                base = f"{a.work}/{os.path.basename(ds['dataset'])}/{v}"
+                c = compare(f"{base}/ours", f"{base}/pool2")
+                c.update(dataset=ds["dataset"], variant=v)
+                compares.append(c)
+                print("compare", json.dumps(c)[:600], flush=True)
+        with raw.open("a") as fh:
+            for c in compares:
+                fh.write(json.dumps({"compare": c}) + "\n")
+    argv = "benchmarks/run_benchmark.py " + " ".join(sys.argv[1:])
+    section = summarize(recs, a.suite, datasets, compares, argv.strip())
+    print(section)
+    write_section(Path(a.results), a.suite, section)
+    bad = sum(sum(c["mismatches"].values()) + c["unmatched"] for c in compares)
+    return 1 if bad or any(r["rc"] for r in recs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

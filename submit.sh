@@ -13,6 +13,8 @@
 # the dependencies installed -- or, with --package, a venv-pack'ed environment of the
 # dependencies (build/env.tar.gz, rebuilt when pyproject.toml changes; --repack forces it) is
 # shipped with --archives and executors run ./environment/bin/python. See docs/cluster.md.
+# submit.sh also takes spark-submit's own form, "[options] spark_jobs/image_features.py [job
+# options]", so that a scheduler can call it in place of spark-submit.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,7 +34,10 @@ while [[ $# -gt 0 ]]; do
     --deploy-mode=*) deploy_mode="${1#--deploy-mode=}"; shift ;;
     --package) package="${package:-yes}"; shift ;;
     --repack) package="force"; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    # spark-submit's own form, as schedulers call it (Airflow's SparkSubmitOperator with
+    # spark_binary=submit.sh): [options] .../image_features.py [job options]
+    */image_features.py|image_features.py) shift; break ;;
     *) submit_args+=("$1"); shift ;;
   esac
 done
@@ -143,6 +148,10 @@ fi
 if [[ "$deploy_mode" == client ]]; then
   # The driver runs here: spark.pyspark.python would otherwise apply to it too.
   python_conf+=(--conf "spark.pyspark.driver.python=$driver_python")
+  # Spark's own logging down to errors on the driver, unless the caller set driver options.
+  if [[ " ${submit_args[*]-} " != *" --driver-java-options "* ]]; then
+    python_conf+=(--driver-java-options "-Dlog4j2.configurationFile=file:$here/conf/log4j2.properties")
+  fi
 fi
 
 export IMAGE_ETL_CONF_DIR="${IMAGE_ETL_CONF_DIR:-$here/conf}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,3 +37,16 @@ def test_submit_sh_passes_the_job_exit_code(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 3, proc.stderr[-3000:]
+
+
+def test_submit_sh_takes_spark_submits_own_form(tmp_path):
+    """As Airflow's SparkSubmitOperator calls it: [options] application.py [job options]."""
+    out = tmp_path / "out"
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable)
+    proc = subprocess.run(
+        [str(ROOT / "submit.sh"), "--name", "image_features", str(ROOT / "spark_jobs" / "image_features.py"),
+         "--input", str(SAMPLES / "flowers"), "--output", str(out), "--run-id", "op"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "_runs" / "op.json").read_text())["counts"]["ok"] == 2

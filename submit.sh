@@ -17,7 +17,7 @@
 # options]", so that a scheduler can call it in place of spark-submit.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+here="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"  # also when called through a symlink
 env_name="${IMAGE_ETL_ENV:-local}"
 master=""
 deploy_mode="client"

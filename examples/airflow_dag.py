@@ -8,12 +8,17 @@ run's output instead of duplicating it. The job's exit codes (README "Exit codes
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow import DAG
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
 PROJECT = "/opt/spark-image-etl"  # a checkout with a built venv (./submit.sh --package)
+# The operator runs "spark-submit" (the provider allows no other binary name); this folder's
+# spark-submit is a link to submit.sh, which ships the code and environment and loads
+# conf/spark-yarn.properties before calling the real spark-submit.
+SUBMIT_SH_PATH = f"{PROJECT}/examples/airflow_bin:{os.environ.get('PATH', '/usr/bin:/bin')}"
 
 with DAG(
     dag_id="image_features",
@@ -26,10 +31,7 @@ with DAG(
 ) as dag:
     SparkSubmitOperator(
         task_id="image_features",
-        # submit.sh wraps spark-submit: it ships the code and the packed environment and
-        # loads conf/spark-yarn.properties; the operator only calls it.
-        spark_binary=f"{PROJECT}/submit.sh",
-        conn_id="spark_yarn",
+        conn_id="spark_yarn",  # master yarn, deploy mode client or cluster
         application=f"{PROJECT}/spark_jobs/image_features.py",
         application_args=[
             "--input", "s3a://lake/raw/images",
@@ -38,5 +40,5 @@ with DAG(
             "--run-id", "{{ ts_nodash }}",
             "--max-error-rate", "0.05",
         ],
-        env_vars={"IMAGE_ETL_ENV": "yarn"},
+        env_vars={"PATH": SUBMIT_SH_PATH, "IMAGE_ETL_ENV": "yarn"},
     )

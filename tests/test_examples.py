@@ -20,3 +20,13 @@ def test_cron_line_calls_submit_sh_incrementally():
              if ln.strip() and not ln.startswith("#")]
     assert len(lines) == 1 and len(lines[0].split(None, 5)) == 6  # 5 time fields + command
     assert "./submit.sh" in lines[0] and "--incremental" in lines[0] and "--run-id" in lines[0]
+
+
+def test_airflow_spark_submit_is_submit_sh():
+    """The DAG puts examples/airflow_bin first on PATH: its spark-submit must be submit.sh."""
+    import subprocess
+
+    link = ROOT / "examples" / "airflow_bin" / "spark-submit"
+    assert link.resolve() == (ROOT / "submit.sh").resolve()
+    out = subprocess.run([str(link), "--help"], capture_output=True, text=True, check=True).stdout
+    assert "spark-submit wrapper for the image-feature job" in out

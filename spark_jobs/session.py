@@ -73,8 +73,11 @@ def get_session(cfg: JobConfig, app_name: str = "spark-image-etl"):
         if not props:
             log.warning("no %s: using Spark's defaults", props_file)
         log4j = CONF_DIR / "log4j2.properties"
-        if log4j.exists() and "spark.driver.extraJavaOptions" not in props:
-            props["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
+        java_opts = props.get("spark.driver.extraJavaOptions", "")
+        if log4j.exists() and "log4j2.configurationFile" not in java_opts:
+            # added to the JVM start-up options of the properties file, not instead of them
+            props["spark.driver.extraJavaOptions"] = (
+                f"{java_opts} -Dlog4j2.configurationFile=file:{log4j}".strip())
         for key, value in props.items():
             builder = builder.config(key, value)
         builder = builder.master(cfg.master or "local[*]")

@@ -17,8 +17,9 @@ Systems, run round-robin (the order rotates by one each round, so drift hits all
   floor-pillow  ../shared/bench/peers/floor.py --decoder pillow (decode only, 2 processes)
 
 For every run: wall seconds (process start to exit), peak RSS of the whole process tree
-(JVM + Python workers; the sum over the tree, sampled every 0.2 s with psutil), CPU seconds
-of the tree, and the load average of the machine before and after (it may be shared).
+(JVM + Python workers; the sum over the tree, sampled every 0.2 s with psutil; a JVM's child
+caught between fork and exec is skipped, it shares the JVM's pages), CPU seconds of the tree
+(own time of each process), and the load average of the machine before and after (it may be shared).
 Then our output is compared with pool2's, column by column (features must be equal).
 
 Writes benchmarks/raw/<suite>-<UTC time>.jsonl (every run) and the suite's section of
@@ -104,6 +105,13 @@ def command(system: str, dataset: str, variant: str, out: str, job_args: list[st
     raise ValueError(system)
 
 
+def _forked_jvm(p: psutil.Process) -> bool:
+    """A JVM's child caught between fork and exec (Hadoop runs chmod, Spark getconf): it shares
+    the JVM's pages, so adding its RSS would count the JVM twice."""
+    exe = p.exe()
+    return exe.endswith("/java") and p.parent() is not None and p.parent().exe() == exe
+
+
 def run_one(argv: list[str], env: dict) -> dict:
     """Run argv in its own session; sample the RSS and CPU time of its process tree."""
     load_before = os.getloadavg()[0]
@@ -116,6 +124,7 @@ def run_one(argv: list[str], env: dict) -> dict:
     root = psutil.Process(proc.pid)
     peak, peak_detail = 0, []
     cpu: dict[int, float] = {}
+    names: dict[int, str] = {}
     while proc.poll() is None:
         rss = 0
         detail = []
@@ -125,11 +134,15 @@ def run_one(argv: list[str], env: dict) -> dict:
             procs = []
         for p in procs:
             try:
+                if p is not root and _forked_jvm(p):
+                    continue
                 m = p.memory_info().rss
                 rss += m
                 detail.append(f"{p.name()}:{m >> 20}")
                 c = p.cpu_times()
-                cpu[p.pid] = c.user + c.system + c.children_user + c.children_system
+                # own time only: a reaped child's time would otherwise count twice
+                cpu[p.pid] = c.user + c.system
+                names[p.pid] = p.name()
             except psutil.Error:
                 pass
         if rss > peak:  # which processes hold the memory at the peak (JVM, Python workers)
@@ -142,8 +155,11 @@ def run_one(argv: list[str], env: dict) -> dict:
         pass
     reader.join(5)
     text = "".join(out)
+    by_name: dict[str, float] = {}
+    for pid, t in cpu.items():
+        by_name[names[pid]] = round(by_name.get(names[pid], 0.0) + t, 1)
     rec = {"wall_s": round(wall, 3), "peak_rss_mb": round(peak / 2**20), "cpu_s": round(sum(cpu.values()), 1),
-           "peak_detail_mb": " ".join(peak_detail),
+           "peak_detail_mb": " ".join(peak_detail), "cpu_by_name_s": by_name,
            "rc": proc.returncode, "load_before": round(load_before, 2),
            "load_after": round(os.getloadavg()[0], 2)}
     for line in text.splitlines():

@@ -113,7 +113,7 @@ def make_features_udf(opts: ExtractOptions):
     @F.arrow_udf(FEATURES_TYPE)
     def image_features(path: pa.Array, length: pa.Array, content: pa.Array) -> pa.Array:
         rows = []
-        for uri, size, data in zip(path.to_pylist(), length.to_pylist(), content):
+        for uri, size, data in zip(path.to_pylist(), length.to_pylist(), content, strict=True):
             if data.is_valid:
                 rows.append(file_row(size, data.as_py, opts))
             else:

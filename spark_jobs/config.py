@@ -80,7 +80,7 @@ class JobConfig:
     glob: str
     extract: ExtractOptions
     read_mode: str = "auto"
-    task_bytes: int = 32 * 1024**2
+    task_bytes: int = 128 * 1024**2
     partitions: int = 0
     run_id: str | None = None
     incremental: bool = False
@@ -143,7 +143,7 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                     help="who reads image bytes: executor (Python reads the file directly), "
                     "spark (binaryFile content through the JVM), auto (executor for local "
                     "files, spark otherwise) (default: %(default)s)")
-    sp.add_argument("--task-bytes", type=parse_size, default=parse_size(d("task_bytes", "32m")),
+    sp.add_argument("--task-bytes", type=parse_size, default=parse_size(d("task_bytes", "128m")),
                     metavar="SIZE", help="input bytes per task when planning tasks (default: %(default)s)")
     sp.add_argument("--partitions", type=int, default=0, metavar="N", help="repartition the "
                     "file list into N tasks (0: plan tasks by --task-bytes, no shuffle)")

@@ -15,6 +15,8 @@ Systems, run round-robin (the order rotates by one each round, so drift hits all
   ours          python -m spark_jobs.image_features --input DS --output OUT --max-side 512|0
   pool2         ../shared/bench/peers/pool.py (multiprocessing.Pool(2) + Pillow)
   floor-pillow  ../shared/bench/peers/floor.py --decoder pillow (decode only, 2 processes)
+  spark-naive   ../shared/bench/peers/spark_pandas_udf.py (binaryFile + pandas UDF; on request:
+                --systems ours spark-naive)
 
 For every run: wall seconds (process start to exit), peak RSS of the whole process tree
 (JVM + Python workers; the sum over the tree, sampled every 0.2 s with psutil; a JVM's child
@@ -102,6 +104,9 @@ def command(system: str, dataset: str, variant: str, out: str, job_args: list[st
     if system == "floor-pillow":
         return [PY, str(PEERS / "floor.py"), dataset, out, "--variant", variant,
                 "--decoder", "pillow"]
+    if system == "spark-naive":  # the straightforward binaryFile + pandas UDF job, as tuned in peers/
+        return [PY, str(PEERS / "spark_pandas_udf.py"), dataset, out, "--variant", variant,
+                "--max-records-per-batch", "16"]
     raise ValueError(system)
 
 
@@ -318,7 +323,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, help="rounds (default: 3 standard, 1 large/small)")
     p.add_argument("--datasets", nargs="+", help="override the suite's dataset folders")
     p.add_argument("--variants", nargs="+", choices=VARIANTS)
-    p.add_argument("--systems", nargs="+", choices=("ours", "pool2", "floor-pillow"))
+    p.add_argument("--systems", nargs="+", choices=("ours", "pool2", "floor-pillow", "spark-naive"))
     p.add_argument("--job-args", default="", help="extra arguments for our job, e.g. '--conf k=v'")
     p.add_argument("--work", default="/tmp/bench_work", help="where outputs go (overwritten)")
     p.add_argument("--results", default=str(HERE / "RESULTS.md"))

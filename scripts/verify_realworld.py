@@ -1,9 +1,9 @@
 """Verify the job on a few thousand real-world files of every format Pillow can write.
 
-    .venv/bin/python scripts/verify_realworld.py [--files 2500] [--seed 1] [--keep DIR]
+    .venv/bin/python scripts/verify_realworld.py [--files 2500] [--seed 1] [--photos DIR] [--keep DIR]
 
-Builds the set into a temporary folder from the bundled photos (samples/, plus
-../shared/data/photos when it exists): every writable format in the modes it stores, EXIF
+Builds the set into a temporary folder from the bundled photos (samples/, plus the JPEG and
+PNG photos of --photos DIR when given): every writable format in the modes it stores, EXIF
 orientations, progressive/subsampled/compressed variants, multi-frame files, misleading and
 missing extensions, odd file names, and broken variants (truncated, bit-flipped, zeroed,
 garbage, empty, bombs). Runs the job on it as a subprocess (--glob '*' --max-side 0), then
@@ -33,8 +33,6 @@ sys.path.insert(0, str(ROOT))
 from PIL import Image  # noqa: E402
 
 from tests import corpus  # noqa: E402
-
-SHARED_PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 
 # format -> (modes it stores, file extension). Write-only formats (PALM, PDF) and EPS (needs
 # Ghostscript to decode) are included on purpose: Pillow cannot decode them -> error rows.
@@ -76,11 +74,11 @@ EXIF_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "AVIF"}
 ODD_NAMES = ["a b", "hash#1", "per%20cent", "café", "_DSC", "UPPER", "x,y", "semi;colon"]
 
 
-def source_photos(use_shared: bool) -> list[Image.Image]:
-    """The photos, decoded once (RGB)."""
+def source_photos(more: Path | None) -> list[Image.Image]:
+    """The photos, decoded once (RGB): samples/ and those in ``more``."""
     paths = list(corpus.SAMPLE_PHOTOS)
-    if use_shared and SHARED_PHOTOS.is_dir():
-        paths += sorted(p for p in SHARED_PHOTOS.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    if more is not None:
+        paths += sorted(p for p in more.iterdir() if p.suffix.lower() in (".jpg", ".png"))
     out = []
     for p in paths:
         with Image.open(p) as im:
@@ -203,12 +201,12 @@ def break_file(rng: random.Random, data: bytes) -> tuple[str, bytes]:
     return how, bytes(b)
 
 
-def build_set(folder: Path, n: int, seed: int = 1, use_shared: bool = True,
+def build_set(folder: Path, n: int, seed: int = 1, more_photos: Path | None = None,
               cap: int = 2400) -> list[Path]:  # fmt: skip
     """Write ``n`` files under ``folder`` (in a dozen sub-folders); returns their paths.
     ``cap`` bounds the long side of the generated images (small sets for tests)."""
     rng = random.Random(seed)
-    photos = source_photos(use_shared)
+    photos = source_photos(more_photos)
     extras = [("empty", b""), ("html", b"<!DOCTYPE html><html>404 Not Found</html>\n"),
               ("bomb", corpus.png_bomb(20000, 20000)), ("gigapixel", corpus.png_bomb(100000, 90000)),
               ("gif-bomb", corpus.gif_bomb()), ("random", rng.randbytes(3000)),
@@ -326,13 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", type=int, default=2500)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="build in this folder and keep it")
-    ap.add_argument("--no-shared", action="store_true", help="only use samples/ photos")
+    ap.add_argument("--photos", type=Path, help="a folder of more photos to derive files from")
     a = ap.parse_args(argv)
     tmp = None if a.keep else tempfile.TemporaryDirectory(prefix="verify-realworld-")
     base = a.keep or Path(tmp.name)
     try:
         t = time.perf_counter()
-        paths = build_set(base / "in", a.files, a.seed, not a.no_shared)
+        paths = build_set(base / "in", a.files, a.seed, a.photos)
         size = sum(p.stat().st_size for p in paths)
         print(f"built {len(paths)} files ({size / 2**20:.1f} MiB) in {time.perf_counter() - t:.0f} s")
         code, seconds = run_job(base / "in", base / "out")

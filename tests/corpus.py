@@ -353,13 +353,16 @@ def features_of(g: np.ndarray) -> dict:
 
 
 def expected(data: bytes) -> dict | None:
-    """Full-resolution features of the file by the reference, or None if Pillow can't decode."""
+    """Full-resolution features of the file by the reference, or None if Pillow can't decode
+    it, or if the job must not (EPS: Pillow would hand it to Ghostscript)."""
     if not data:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             im = open_reference(data)
+            if im.format == "EPS":
+                return None
             return {"format": im.format or Image.open(io.BytesIO(data)).format,
                     "mode": Image.open(io.BytesIO(data)).mode, **features_of(reference_gray(im))}
         except Exception:  # noqa: BLE001 - anything Pillow raises means: not decodable

@@ -223,7 +223,7 @@ def test_small_realworld_set_matches_pillow_through_spark(spark, tmp_path):
     from tests.conftest import run_job
 
     vr = _verify_script()
-    paths = vr.build_set(tmp_path / "in", 150, seed=3, use_shared=False, cap=320)
+    paths = vr.build_set(tmp_path / "in", 150, seed=3, cap=320)
     code = run_job("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
                    "--glob", "*", "--max-side", "0", "--run-id", "small")  # fmt: skip
     assert code == 0

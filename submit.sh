@@ -148,9 +148,11 @@ fi
 if [[ "$deploy_mode" == client ]]; then
   # The driver runs here: spark.pyspark.python would otherwise apply to it too.
   python_conf+=(--conf "spark.pyspark.driver.python=$driver_python")
-  # Spark's own logging down to errors on the driver, unless the caller set driver options.
+  # Spark's own logging down to errors on the driver, unless the caller set driver options;
+  # added to the profile's JVM options (--driver-java-options would replace them).
   if [[ " ${submit_args[*]-} " != *" --driver-java-options "* ]]; then
-    python_conf+=(--driver-java-options "-Dlog4j2.configurationFile=file:$here/conf/log4j2.properties")
+    profile_opts="$(sed -n 's/^[[:space:]]*spark\.driver\.extraJavaOptions[[:space:]]*[=:[:space:]][[:space:]]*//p' "$props" | tail -1)"
+    python_conf+=(--driver-java-options "${profile_opts:+$profile_opts }-Dlog4j2.configurationFile=file:$here/conf/log4j2.properties")
   fi
 fi
 

@@ -101,14 +101,17 @@ def histogram_sums(images: DataFrame) -> DataFrame:
 
 
 def find_duplicates(images: DataFrame) -> DataFrame:
-    """Groups of 2+ files with the same bytes (exact) or the same dhash (near duplicates)."""
-    def groups(kind: str, key: str) -> DataFrame:
-        return (
-            images.where(F.col(key).isNotNull() & F.col("error_kind").isNull())
-            .groupBy(F.col(key).alias("key"))
-            .agg(F.count(F.lit(1)).alias("n_files"), F.array_sort(F.collect_list("path")).alias("paths"))
-            .where(F.col("n_files") > 1)
-            .select(F.lit(kind).alias("kind"), "key", "n_files", "paths")
-        )
-
-    return groups("exact", "content_sha256").unionByName(groups("dhash", "dhash"))
+    """Groups of 2+ processed files with the same bytes (``exact``, by content_sha256) or
+    the same perceptual hash (``dhash``, look-alikes): one aggregation for both kinds."""
+    keys = F.array(
+        F.struct(F.lit("exact").alias("kind"), F.col("content_sha256").alias("key")),
+        F.struct(F.lit("dhash").alias("kind"), F.col("dhash").alias("key")),
+    )
+    return (
+        images.where(F.col("error_kind").isNull())
+        .select("path", F.explode(keys).alias("k"))
+        .groupBy("k.kind", "k.key")
+        .agg(F.count(F.lit(1)).alias("n_files"), F.array_sort(F.collect_list("path")).alias("paths"))
+        .where(F.col("n_files") > 1)
+        .select("kind", "key", "n_files", "paths")
+    )

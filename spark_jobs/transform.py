@@ -91,7 +91,8 @@ def histogram_sums(images: DataFrame) -> DataFrame:
     """hist_label, gray_hist: per-label and overall (null) sums of the 256-bin histograms.
 
     Summed as (label, bin) rows: a few small shuffles instead of 256 aggregate columns,
-    which cost more to compile than to run.
+    which cost ~1.3 s more to plan and compile on every run. Per image this costs ~47 us of
+    CPU against ~23 us for the 256 columns (measured on 100,000 rows): about 1 % of decoding.
     """
     bins = images.select("label", F.posexplode("gray_hist").alias("bin", "n"))
     sums = bins.cube("label", "bin").agg(F.sum("n").alias("n")).where(F.col("bin").isNotNull())

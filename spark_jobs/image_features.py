@@ -93,7 +93,7 @@ def run_counts(spark, cfg: JobConfig, run_id: str, record) -> dict:
 
     from spark_jobs import reading, writing
 
-    rows = (
+    rows = (  # at most one row per error kind: a small collect
         writing.read_run(spark, cfg.output, "images", run_id)
         .groupBy("deleted", "error_kind")
         .agg(F.count(F.lit(1)).alias("n"), F.sum("size_bytes").alias("bytes"),
@@ -140,6 +140,7 @@ def print_report(spark, cfg: JobConfig, run_id: str, counts: dict) -> None:
           f"({counts['ok']} ok, {counts['error']} with errors {counts['errors'] or ''}), "
           f"{counts['skipped']} unchanged, {counts['deleted']} deleted")
     summary = spark.read.parquet(writing.table_uri(cfg.output, "summary"))
+    # one row per label (folder names, not files): small enough to print
     rows = summary.select("label", "n_files", "n_ok", "n_error", "mean_gray").collect()
     print(f"{'label':<16} {'files':>6} {'ok':>6} {'errors':>6} {'mean gray':>10}")
     for r in sorted(rows, key=lambda r: (r["label"] is None, r["label"] or "")):

@@ -160,7 +160,8 @@ def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, subset: 
     readable = (F.col("length") > 0) & (F.col("length") <= limit)
     rest = files.where(~readable).withColumn("content", F.lit(None).cast("binary"))
     if subset:
-        # metadata of the new work only: one path per file to read
+        # Path strings of the new work only (never bytes): binaryFile can push down filters on
+        # length and time but not on path, so naming the files is how Spark reads just these.
         paths = [glob_escape(r.path) for r in files.where(readable).select("path").collect()]
         if not paths:
             return rest

@@ -45,6 +45,7 @@ ALL_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CM
              "LAB", "HSV", "I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # fmt: skip
 
 # EXIF orientation -> how the stored pixels must be transposed to show the scene upright.
+# Written out here, not imported from udfs.decode: the reference must not share the code it checks.
 ORIENT = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,

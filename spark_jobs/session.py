@@ -19,11 +19,17 @@ class SetupError(RuntimeError):
     """Something outside the job (Java, Spark) is missing or broken."""
 
 
-def java_major_version() -> int | None:
-    """Major version of the java that Spark will use (JAVA_HOME first, then PATH)."""
+def java_executable() -> str | None:
+    """The java that Spark will start (JAVA_HOME first, then PATH), if there is one."""
     home = os.environ.get("JAVA_HOME")
     java = os.path.join(home, "bin", "java") if home else shutil.which("java")
-    if not java or not os.path.exists(java):
+    return java if java and os.path.exists(java) else None
+
+
+def java_major_version() -> int | None:
+    """Major version of the java that Spark will use."""
+    java = java_executable()
+    if java is None:
         return None
     try:
         out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
@@ -53,6 +59,31 @@ def started_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def local_properties(env: str = "local") -> dict[str, str]:
+    """Spark settings of conf/spark-<env>.properties (empty, with a warning, if missing)."""
+    props_file = CONF_DIR / f"spark-{env}.properties"
+    props = load_properties(props_file) if props_file.exists() else {}
+    if not props:
+        log.warning("no %s: using Spark's defaults", props_file)
+    return props
+
+
+def local_java_options(props: dict[str, str] | None = None, with_archive: bool = True) -> str:
+    """The JVM options of a local run: the properties file's, plus our log4j configuration
+    and, when one was built for this install, the class-data archive (class_archive.py)."""
+    from spark_jobs import class_archive
+
+    opts = (local_properties() if props is None else props).get("spark.driver.extraJavaOptions", "")
+    log4j = CONF_DIR / "log4j2.properties"
+    if log4j.exists() and "log4j2.configurationFile" not in opts:
+        opts += f" -Dlog4j2.configurationFile=file:{log4j}"
+    archive = class_archive.java_option() if with_archive else ""
+    if archive:
+        log.info("JVM classes from the class-data archive (%s)", archive.split("=", 1)[1])
+        opts += f" {archive}"
+    return opts.strip()
+
+
 def get_session(cfg: JobConfig, app_name: str = "spark-image-etl"):
     """Reuse the active session or build one: under spark-submit, from what it was given;
     otherwise in local mode from conf/spark-<env>.properties, --master and --conf."""
@@ -68,16 +99,8 @@ def get_session(cfg: JobConfig, app_name: str = "spark-image-etl"):
     builder = SparkSession.builder.appName(app_name)
     if not started_by_spark_submit():
         check_java()
-        props_file = CONF_DIR / f"spark-{cfg.env}.properties"
-        props = load_properties(props_file) if props_file.exists() else {}
-        if not props:
-            log.warning("no %s: using Spark's defaults", props_file)
-        log4j = CONF_DIR / "log4j2.properties"
-        java_opts = props.get("spark.driver.extraJavaOptions", "")
-        if log4j.exists() and "log4j2.configurationFile" not in java_opts:
-            # added to the JVM start-up options of the properties file, not instead of them
-            props["spark.driver.extraJavaOptions"] = (
-                f"{java_opts} -Dlog4j2.configurationFile=file:{log4j}".strip())
+        props = local_properties(cfg.env)
+        props["spark.driver.extraJavaOptions"] = local_java_options(props)
         for key, value in props.items():
             builder = builder.config(key, value)
         builder = builder.master(cfg.master or "local[*]")
@@ -88,3 +111,18 @@ def get_session(cfg: JobConfig, app_name: str = "spark-image-etl"):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN" if cfg.log_level == "DEBUG" else "ERROR")
     return spark, True
+
+
+def stop_session(spark) -> None:
+    """Stop a session that get_session built, at the end of a run.
+
+    SparkSession.stop() stops the JVM side in ~0.1 s, then waits for PySpark's accumulator
+    server thread, whose handler polls its socket once a second (0.9 s per run, measured).
+    The job uses no accumulators: the server is told to end and is not waited for; its
+    daemon thread ends with the process.
+    """
+    server = getattr(spark.sparkContext, "_accumulatorServer", None)
+    if server is not None and hasattr(server, "server_shutdown"):
+        server.server_shutdown = True  # its handler returns at its next poll
+        spark.sparkContext._accumulatorServer = None  # so stop() does not wait for it
+    spark.stop()

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 
 from spark_jobs import exit_codes
 from spark_jobs.config import JobConfig, parse_args
+from udfs.errors import ERROR_KINDS
 
 log = logging.getLogger("spark_jobs.image_features")
 
@@ -51,8 +52,11 @@ class Progress(threading.Thread):
         self._stop_event.set()
 
 
-def write_images(spark, storage, cfg: JobConfig, run_id: str) -> None:
-    """Extract and transform the (new) files, write them as this run of images/."""
+def write_images(spark, storage, cfg: JobConfig, run_id: str) -> dict:
+    """Extract and transform the (new) files, write them as this run of images/; returns
+    what the run did, counted while writing (transform.run_metrics: no second pass)."""
+    from pyspark.sql import Observation
+
     from spark_jobs import incremental, reading, transform, writing
 
     reading.plan_tasks(spark, cfg.task_bytes)
@@ -68,7 +72,10 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> None:
     images = transform.image_table(files, cfg.extract)
     if gone is not None:
         images = images.unionByName(gone)
-    writing.write_run(storage, images, cfg.output, "images", run_id)
+    observed = Observation("run")
+    writing.write_run(storage, images.observe(observed, *transform.run_metrics()),
+                      cfg.output, "images", run_id)
+    return observed.get
 
 
 def write_aggregates(spark, storage, cfg: JobConfig, run_id: str) -> None:
@@ -87,35 +94,24 @@ def write_aggregates(spark, storage, cfg: JobConfig, run_id: str) -> None:
     writing.clean_staging(storage, cfg.output)
 
 
-def run_counts(spark, cfg: JobConfig, run_id: str, record) -> dict:
-    """What this run did, from its rows in images/ (a small aggregation)."""
-    from pyspark.sql import functions as F
+def run_counts(spark, cfg: JobConfig, metrics: dict, record) -> dict:
+    """What this run did, from the metrics observed while its images/ rows were written."""
+    from spark_jobs import reading
 
-    from spark_jobs import reading, writing
-
-    rows = (  # at most one row per error kind: a small collect
-        writing.read_run(spark, cfg.output, "images", run_id)
-        .groupBy("deleted", "error_kind")
-        .agg(F.count(F.lit(1)).alias("n"), F.sum("size_bytes").alias("bytes"),
-             F.sum("megapixels").alias("mp"))
-        .collect()
-    )
-    processed = {r["error_kind"]: r for r in rows if not r["deleted"]}
-    ok = processed.get(None)
+    errors = {k: metrics[f"n_{k}"] for k in sorted(ERROR_KINDS) if metrics[f"n_{k}"]}
     counts = {
-        "processed": sum(r["n"] for r in processed.values()),
-        "ok": ok["n"] if ok else 0,
-        "errors": {k: processed[k]["n"] for k in sorted(k for k in processed if k)},
-        "deleted": sum(r["n"] for r in rows if r["deleted"]),
+        "processed": metrics["n_processed"],
+        "ok": metrics["n_ok"],
+        "errors": errors,
+        "deleted": metrics["n_deleted"],
+        "error": sum(errors.values()),
     }
-    counts["error"] = counts["processed"] - counts["ok"]
     # incremental: the listing is counted again (metadata only); otherwise every file was processed
     counts["listed"] = reading.list_files(spark, cfg).count() if cfg.incremental else counts["processed"]
     counts["skipped"] = counts["listed"] - counts["processed"]
     record.data["counts"] = counts
-    record.data["bytes_read"] = sum(
-        r["bytes"] or 0 for k, r in processed.items() if k not in ("empty", "too_large"))
-    record.data["megapixels_read"] = round((ok["mp"] or 0.0) if ok else 0.0, 3)
+    record.data["bytes_read"] = metrics["bytes_read"] or 0
+    record.data["megapixels_read"] = round(metrics["megapixels_read"] or 0.0, 3)
     return counts
 
 
@@ -123,10 +119,10 @@ def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
     """Extract, transform, load, aggregate; times each stage into ``record``."""
     stages = record.data["stages_s"]
     t = time.perf_counter()
-    write_images(spark, storage, cfg, run_id)
+    metrics = write_images(spark, storage, cfg, run_id)
     stages["images"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
-    counts = run_counts(spark, cfg, run_id, record)
+    counts = run_counts(spark, cfg, metrics, record)
     write_aggregates(spark, storage, cfg, run_id)
     stages["aggregates"] = round(time.perf_counter() - t, 3)
     return counts
@@ -155,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from spark_jobs.run_record import RunRecord
-    from spark_jobs.session import SetupError, get_session
+    from spark_jobs.session import SetupError, get_session, stop_session
     from spark_jobs.storage import Storage
 
     try:
@@ -191,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         progress.stop()
         if owned:
-            spark.stop()
+            stop_session(spark)
 
 
 if __name__ == "__main__":

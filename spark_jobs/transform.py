@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from udfs.errors import ERROR_KINDS
+from udfs.errors import EMPTY, ERROR_KINDS, TOO_LARGE
 from udfs.extract import FEATURE_FIELDS, ExtractOptions
 from udfs.spark_udf import make_features_udf
 
@@ -54,6 +54,21 @@ def with_derived(images: DataFrame) -> DataFrame:
         (F.col("sharpness") < BLURRY_SHARPNESS).alias("is_blurry"),
         F.lit(False).alias("deleted"),
     ).select(*IMAGE_COLUMNS)
+
+
+def run_metrics() -> list[Column]:
+    """What a run did, as aggregates observed on its images rows while they are written
+    (DataFrame.observe): counts per outcome, bytes read and megapixels decoded."""
+    kind, processed = F.col("error_kind"), ~F.col("deleted")
+    not_read = kind.isin(EMPTY, TOO_LARGE)
+    return [
+        F.count_if(processed).alias("n_processed"),
+        F.count_if(processed & kind.isNull()).alias("n_ok"),
+        *[F.count_if(processed & (kind == k)).alias(f"n_{k}") for k in ERROR_KINDS],
+        F.count_if(F.col("deleted")).alias("n_deleted"),
+        F.sum(F.when(processed & ~F.coalesce(not_read, F.lit(False)), F.col("size_bytes"))).alias("bytes_read"),
+        F.sum(F.when(processed & kind.isNull(), F.col("megapixels"))).alias("megapixels_read"),
+    ]
 
 
 def image_table(files: DataFrame, opts: ExtractOptions) -> DataFrame:

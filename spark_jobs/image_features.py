@@ -15,6 +15,7 @@ import logging
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from spark_jobs import exit_codes
@@ -87,10 +88,16 @@ def write_aggregates(spark, storage, cfg: JobConfig, run_id: str) -> None:
     if not cfg.incremental:  # a full run describes every file: earlier runs are superseded
         writing.drop_runs_except(storage, cfg.output, "images", run_id)
     current = writing.current_rows(spark, storage, cfg.output).where(~F.col("deleted")).drop("run_id")
-    for name, df in (("summary", transform.summarize(current)),
-                     ("duplicates", transform.find_duplicates(current))):
-        writing.write_run(storage, df.coalesce(1), cfg.output, name, run_id)
+
+    def write(name: str, make) -> None:
+        writing.write_run(storage, make(current).coalesce(1), cfg.output, name, run_id)
         writing.drop_runs_except(storage, cfg.output, name, run_id)
+
+    # Two small jobs, each mostly planning and scheduling latency: run side by side.
+    with ThreadPoolExecutor(2) as pool:
+        for done in [pool.submit(write, "summary", transform.summarize),
+                     pool.submit(write, "duplicates", transform.find_duplicates)]:
+            done.result()
     writing.clean_staging(storage, cfg.output)
 
 

@@ -17,12 +17,16 @@ Systems, run round-robin (the order rotates by one each round, so drift hits all
   floor-pillow  ../shared/bench/peers/floor.py --decoder pillow (decode only, 2 processes)
   spark-naive   ../shared/bench/peers/spark_pandas_udf.py (binaryFile + pandas UDF; on request:
                 --systems ours spark-naive)
+  ray-data      ../shared/bench/peers/ray_data.py and daft_job.py, on request, run by
+  daft          --peer-python (ray and daft are not dependencies of this project)
 
 For every run: wall seconds (process start to exit), peak RSS of the whole process tree
 (JVM + Python workers; the sum over the tree, sampled every 0.2 s with psutil; a JVM's child
 caught between fork and exec is skipped, it shares the JVM's pages), CPU seconds of the tree
 (own time of each process), and the load average of the machine before and after (it may be shared).
 Then our output is compared with pool2's, column by column (features must be equal).
+Our job runs as installed: with its JVM class-data archive (built first when missing;
+--class-archive off measures without it).
 
 Writes benchmarks/raw/<suite>-<UTC time>.jsonl (every run) and the suite's section of
 benchmarks/RESULTS.md (medians; ratios paired by round).
@@ -52,6 +56,8 @@ ROOT = HERE.parent
 SHARED = (ROOT / ".." / "shared" / "bench").resolve()
 PEERS = SHARED / "peers"
 PY = sys.executable
+PEER_PY = PY  # --peer-python: a Python with ray / daft installed (not dependencies of the job)
+ENGINE_PEERS = {"ray-data": "ray_data.py", "daft": "daft_job.py"}
 VARIANTS = {"reduced": "512", "full": "0"}
 EXTS = (".jpg", ".jpeg", ".png", ".webp")
 SUITES = {
@@ -107,6 +113,8 @@ def command(system: str, dataset: str, variant: str, out: str, job_args: list[st
     if system == "spark-naive":  # the straightforward binaryFile + pandas UDF job, as tuned in peers/
         return [PY, str(PEERS / "spark_pandas_udf.py"), dataset, out, "--variant", variant,
                 "--max-records-per-batch", "16"]
+    if system in ENGINE_PEERS:  # need their engine, installed apart (--peer-python)
+        return [PEER_PY, str(PEERS / ENGINE_PEERS[system]), dataset, out, "--variant", variant]
     raise ValueError(system)
 
 
@@ -237,7 +245,22 @@ def compare(ours_dir: str, pool_dir: str) -> dict:
 
 
 # ------------------------------------------------------------------ report
-def summarize(recs: list[dict], suite: str, datasets: list[dict], compares: list[dict], argv: str) -> str:
+def prepare_class_archive(mode: str, env: dict, work: str) -> str:
+    """Our job's JVM class-data archive: built if missing ("build"), or hidden ("off")."""
+    if mode == "off":
+        env["IMAGE_ETL_CACHE_DIR"] = os.path.join(work, "no-class-archive")
+        return "off"
+    cli = [PY, "-m", "spark_jobs.class_archive"]
+    status = subprocess.run([*cli, "status"], cwd=ROOT, env=env, capture_output=True, text=True)
+    if "in use:" not in status.stdout:
+        t = time.perf_counter()
+        subprocess.run([*cli, "build"], cwd=ROOT, env=env, check=True)
+        print(f"class-data archive built in {time.perf_counter() - t:.0f} s", flush=True)
+    return "on"
+
+
+def summarize(recs: list[dict], suite: str, datasets: list[dict], compares: list[dict], argv: str,
+              archive: str = "on") -> str:
     groups: dict[tuple, list] = {}
     for r in recs:
         groups.setdefault((r["dataset"], r["variant"], r["system"]), []).append(r)
@@ -254,12 +277,14 @@ def summarize(recs: list[dict], suite: str, datasets: list[dict], compares: list
              f"Command: `{argv}`  ",
              f"Finished {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores, "
              f"{psutil.virtual_memory().total / 2**30:.0f} GB; load average (1 min) during the runs: "
-             f"median {st.median(loads):.1f}, max {max(loads):.1f} (shared machine: walls are noisy).", "",
+             f"median {st.median(loads):.1f}, max {max(loads):.1f} (shared machine: walls are noisy). "
+             f"Our job's JVM class-data archive: {archive}. Ratio columns: this row's wall time over "
+             "that system's in the same round (median), so `x ours` = how many times faster our job is.", "",
              "| dataset | files | MP | variant | system | runs | wall s median [min-max] | images/s | MP/s "
-             "| CPU s | peak RSS tree MB | x pool2 | x floor |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| CPU s | peak RSS tree MB | x pool2 | x floor | x ours |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     medians = {}
-    order = {"ours": 0, "pool2": 1, "floor-pillow": 2}
+    order = {"ours": 0, "pool2": 1, "floor-pillow": 2, "spark-naive": 3, "ray-data": 4, "daft": 5}
     for key in sorted(groups, key=lambda k: (stats[k[0]]["files"], k[1] != "reduced", order.get(k[2], 9))):
         ds, v, name = key
         rs = groups[key]
@@ -273,7 +298,7 @@ def summarize(recs: list[dict], suite: str, datasets: list[dict], compares: list
             f"{w:.1f} [{min(walls):.1f}-{max(walls):.1f}] | {s['files'] / w:.1f} | {s['mp'] / w:.0f} | "
             f"{st.median(r['cpu_s'] for r in rs):.0f} | {st.median(r['peak_rss_mb'] for r in rs):.0f} "
             f"(max {max(r['peak_rss_mb'] for r in rs)}) | {paired(ds, v, name, 'pool2')} | "
-            f"{paired(ds, v, name, 'floor-pillow')} |")
+            f"{paired(ds, v, name, 'floor-pillow')} | {paired(ds, v, name, 'ours')} |")
     sizes = sorted({k[0] for k in medians}, key=lambda d: stats[d]["files"])
     if len(sizes) >= 2:
         small, big = sizes[0], sizes[-1]
@@ -323,12 +348,21 @@ def main() -> int:
     p.add_argument("--rounds", type=int, help="rounds (default: 3 standard, 1 large/small)")
     p.add_argument("--datasets", nargs="+", help="override the suite's dataset folders")
     p.add_argument("--variants", nargs="+", choices=VARIANTS)
-    p.add_argument("--systems", nargs="+", choices=("ours", "pool2", "floor-pillow", "spark-naive"))
+    p.add_argument("--systems", nargs="+",
+                   choices=("ours", "pool2", "floor-pillow", "spark-naive", *ENGINE_PEERS))
+    p.add_argument("--peer-python", default=PY, help="Python that runs the ray-data and daft peers "
+                   "(e.g. a venv with: pip install 'ray[data]' daft pillow numpy pyarrow pandas imagehash)")
     p.add_argument("--job-args", default="", help="extra arguments for our job, e.g. '--conf k=v'")
     p.add_argument("--work", default="/tmp/bench_work", help="where outputs go (overwritten)")
     p.add_argument("--results", default=str(HERE / "RESULTS.md"))
     p.add_argument("--no-compare", action="store_true", help="skip the feature comparison")
+    p.add_argument("--class-archive", choices=("build", "off"), default="build",
+                   help="build: our job runs with the JVM class-data archive, built first if "
+                        "missing (python -m spark_jobs.class_archive build, a one-time step of "
+                        "installing the job); off: without it")
     a = p.parse_args()
+    global PEER_PY
+    PEER_PY = a.peer_python
     sets, variants, systems, rounds = SUITES[a.suite]
     if a.datasets:
         sets = [(d, next((h for x, h in sets if x == d), None)) for d in a.datasets]
@@ -345,6 +379,7 @@ def main() -> int:
     raw = HERE / "raw" / f"{a.suite}-{stamp}.jsonl"
     raw.parent.mkdir(exist_ok=True)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
+    archive = prepare_class_archive(a.class_archive, env, a.work)
     job_args = shlex.split(a.job_args)
     recs = []
     with raw.open("w") as fh:
@@ -359,7 +394,8 @@ def main() -> int:
                         if system == "ours":
                             rec["stages_s"] = job_stages(out)
                         rec.update(suite=a.suite, round=r, dataset=ds["dataset"], variant=v, system=system,
-                                   files=ds["files"], mp=ds["mp"], job_args=a.job_args)
+                                   files=ds["files"], mp=ds["mp"], job_args=a.job_args,
+                                   class_archive=archive if system == "ours" else None)
                         fh.write(json.dumps(rec) + "\n")
                         fh.flush()
                         recs.append(rec)
@@ -383,7 +419,7 @@ def main() -> int:
             for c in compares:
                 fh.write(json.dumps({"compare": c}) + "\n")
     argv = "benchmarks/run_benchmark.py " + " ".join(sys.argv[1:])
-    section = summarize(recs, a.suite, datasets, compares, argv.strip())
+    section = summarize(recs, a.suite, datasets, compares, argv.strip(), archive)
     print(section)
     write_section(Path(a.results), a.suite, section)
     bad = sum(sum(c["mismatches"].values()) + c["unmatched"] for c in compares)

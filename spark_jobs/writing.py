@@ -56,10 +56,6 @@ def clean_staging(storage: Storage, output: str) -> None:
     storage.delete(f"{output}/{STAGING}")
 
 
-def read_run(spark: SparkSession, output: str, table: str, run_id: str) -> DataFrame:
-    return spark.read.parquet(run_uri(output, table, run_id)).withColumn("run_id", F.lit(run_id))
-
-
 def current_rows(spark: SparkSession, storage: Storage, output: str,
                  before_run: str | None = None) -> DataFrame:
     """The images table's latest row for every path (run ids sort by time); rows with

@@ -107,7 +107,10 @@ def get_session(cfg: JobConfig, app_name: str = "spark-image-etl"):
         props["spark.driver.extraJavaOptions"] = local_java_options(props)
         for key, value in props.items():
             builder = builder.config(key, value)
-        builder = builder.master(cfg.master or "local[*]")
+        master = cfg.master or "local[*]"
+        builder = builder.master(master)
+        if master.startswith("local"):  # workers run here, where this package is installed
+            builder = builder.config("spark.python.daemon.module", "spark_jobs.python_daemon")
     elif cfg.master:
         builder = builder.master(cfg.master)
     for key, value in cfg.spark_conf.items():

@@ -90,7 +90,8 @@ def local_java_options(props: dict[str, str] | None = None, with_archive: bool =
 
 def get_session(cfg: JobConfig, app_name: str = "spark-image-etl"):
     """Reuse the active session or build one: under spark-submit, from what it was given;
-    otherwise in local mode from conf/spark-<env>.properties, --master and --conf."""
+    otherwise from conf/spark-<env>.properties, --master and --conf, plus (local mode) the
+    class-data archive and the Python daemon that imports compiled PySpark (python_daemon.py)."""
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()

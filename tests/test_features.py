@@ -103,3 +103,16 @@ def test_gray_features_keys_and_types():
     out = features.gray_features(gray([[0, 10, 20], [30, 40, 50], [60, 70, 80]]))
     assert set(out) == {"gray_mean", "gray_std", "gray_hist", "entropy", "sharpness", "dhash"}
     assert out["gray_mean"] == 40.0 and len(out["dhash"]) == 16
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (3, 4100), (67, 3), (129, 4100), (200, 301)])
+def test_laplacian_variance_is_exact(shape):
+    # Against the definition in Python integers: sums telescoped at the borders and squares
+    # summed per column in int32 must lose nothing, on noise and on the worst-case pattern.
+    rng = np.random.default_rng(shape[1])
+    for a in (rng.integers(0, 256, shape, dtype=np.uint8),
+              (np.indices(shape).sum(axis=0) % 2 * 255).astype(np.uint8)):
+        i = a.astype(np.int64)
+        lap = i[:-2, 1:-1] + i[2:, 1:-1] + i[1:-1, :-2] + i[1:-1, 2:] - 4 * i[1:-1, 1:-1]
+        n, s, ss = lap.size, int(lap.sum()), int((lap * lap).sum())
+        assert features.laplacian_variance(a) == max(0.0, (ss - s * s / n) / n)

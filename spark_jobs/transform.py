@@ -7,7 +7,7 @@ from pyspark.sql import functions as F
 
 from udfs.errors import EMPTY, ERROR_KINDS, TOO_LARGE
 from udfs.extract import FEATURE_FIELDS, ExtractOptions
-from udfs.spark_udf import make_features_udf
+from udfs.spark_udf import HISTOGRAM_SUMS_SCHEMA, make_features_udf, partial_histogram_sums
 
 # Quality flags, judged on the analysis image (README "Output"): simple, documented cut-offs.
 DARK_MEAN = 40.0
@@ -105,29 +105,47 @@ def summarize(images: DataFrame) -> DataFrame:
 def histogram_sums(images: DataFrame) -> DataFrame:
     """hist_label, gray_hist: per-label and overall (null) sums of the 256-bin histograms.
 
-    Summed as (label, bin) rows: a few small shuffles instead of 256 aggregate columns,
-    which cost ~1.3 s more to plan and compile on every run. Per image this costs ~47 us of
-    CPU against ~23 us for the 256 columns (measured on 100,000 rows): about 1 % of decoding.
+    Each task sums its histograms per label in numpy (``partial_histogram_sums``); Spark then
+    adds up those few arrays per label, and the per-label sums for the overall row. Exploding
+    every histogram into 256 (label, bin) rows instead cost ~50 us of JVM CPU per image
+    (100,000 thumbnails: 5.1-5.6 s against 1.3-1.9 s).
     """
-    bins = images.select("label", F.posexplode("gray_hist").alias("bin", "n"))
-    sums = bins.cube("label", "bin").agg(F.sum("n").alias("n")).where(F.col("bin").isNotNull())
-    return sums.groupBy(F.col("label").alias("hist_label")).agg(
-        F.transform(F.array_sort(F.collect_list(F.struct("bin", "n"))), lambda x: x["n"]).alias("gray_hist")
+    partial = images.select("label", "gray_hist").mapInArrow(
+        partial_histogram_sums, HISTOGRAM_SUMS_SCHEMA
     )
+    per_label = partial.groupBy("label").agg(_array_sum("gray_hist").alias("gray_hist"))
+    overall = per_label.agg(_array_sum("gray_hist").alias("gray_hist"))
+    return per_label.unionByName(overall.select(F.lit(None).cast("string").alias("label"), "gray_hist")
+                                 ).withColumnRenamed("label", "hist_label")
+
+
+def _array_sum(arrays: str) -> Column:
+    """Element-wise sum of the 256-bin arrays of a group (a few per group: partial sums)."""
+    zeros = F.array_repeat(F.lit(0).cast("long"), 256)
+    return F.aggregate(F.collect_list(arrays), zeros, lambda acc, x: F.zip_with(acc, x, lambda a, b: a + b))
 
 
 def find_duplicates(images: DataFrame) -> DataFrame:
     """Groups of 2+ processed files with the same bytes (``exact``, by content_sha256) or
-    the same perceptual hash (``dhash``, look-alikes): one aggregation for both kinds."""
+    the same perceptual hash (``dhash``, look-alikes).
+
+    Repeated keys are found by counting first; only their files' paths are then collected
+    (collecting a path list for every key costs 1.2 s instead of 0.9 s on 100,000 files,
+    and grows with every unique file).
+    """
     keys = F.array(
         F.struct(F.lit("exact").alias("kind"), F.col("content_sha256").alias("key")),
         F.struct(F.lit("dhash").alias("kind"), F.col("dhash").alias("key")),
     )
-    return (
+    file_keys = (
         images.where(F.col("error_kind").isNull())
         .select("path", F.explode(keys).alias("k"))
-        .groupBy("k.kind", "k.key")
+        .select("path", "k.kind", "k.key")
+    )
+    repeated = file_keys.groupBy("kind", "key").count().where(F.col("count") > 1)
+    return (
+        file_keys.join(repeated.drop("count"), ["kind", "key"], "left_semi")
+        .groupBy("kind", "key")
         .agg(F.count(F.lit(1)).alias("n_files"), F.array_sort(F.collect_list("path")).alias("paths"))
-        .where(F.col("n_files") > 1)
         .select("kind", "key", "n_files", "paths")
     )

@@ -14,6 +14,7 @@ import pyarrow as pa
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from udfs.aggregate import sum_histograms
 from udfs.extract import FEATURE_FIELDS, ExtractOptions, file_row
 
 _SPARK_TYPES = {
@@ -122,3 +123,20 @@ def make_features_udf(opts: ExtractOptions):
 
     return image_features
 
+
+
+HISTOGRAM_SUMS_SCHEMA = "label string, gray_hist array<bigint>"
+
+
+def partial_histogram_sums(batches):
+    """mapInArrow over (label, gray_hist): this task's histogram sum per label, one row each."""
+    totals: dict = {}
+    for batch in batches:
+        names, sums = sum_histograms(batch.column("label"), batch.column("gray_hist"))
+        for name, row in zip(names, sums, strict=True):
+            totals[name] = totals[name] + row if name in totals else row
+    if totals:
+        yield pa.RecordBatch.from_pydict(
+            {"label": list(totals), "gray_hist": [row.tolist() for row in totals.values()]},
+            schema=pa.schema([("label", pa.string()), ("gray_hist", pa.list_(pa.int64()))]),
+        )

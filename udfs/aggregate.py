@@ -1,0 +1,39 @@
+"""Pure aggregation of per-image results within one Arrow batch (numpy + pyarrow, no Spark).
+
+Spark has no element-wise sum of arrays; exploding every 256-bin histogram into 256 rows costs
+~50 us per image in the JVM. Instead each task sums its own histograms per label here, and
+Spark only combines those few partial sums.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+HIST_BINS = 256
+
+
+def sum_histograms(labels: pa.Array, hists: pa.Array) -> tuple[list, np.ndarray]:
+    """Per-label sums of equal-length histograms: (labels, int64 array of shape (len, bins)).
+
+    Null histograms (error rows) are skipped; a null label is a group of its own (last).
+    Labels come out in the order of their first appearance (dictionary codes, then sorted).
+    """
+    present = pc.is_valid(hists)
+    if not pc.all(present).as_py():
+        labels, hists = labels.filter(present), hists.filter(present)
+    if len(hists) == 0:
+        return [], np.zeros((0, HIST_BINS), np.int64)
+    lengths = pc.list_value_length(hists)
+    if pc.min(lengths).as_py() != HIST_BINS or pc.max(lengths).as_py() != HIST_BINS:
+        raise ValueError(f"every histogram must have {HIST_BINS} bins")
+    encoded = pc.dictionary_encode(labels)
+    names = encoded.dictionary.to_pylist() + [None]
+    codes = encoded.indices.fill_null(len(names) - 1).to_numpy().astype(np.intp)
+    values = hists.flatten().to_numpy().astype(np.int64, copy=False).reshape(-1, HIST_BINS)
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    sums = np.add.reduceat(values[order], starts, axis=0)
+    return [names[c] for c in sorted_codes[starts]], sums

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from udfs.aggregate import HIST_BINS
 from udfs.errors import EMPTY, ERROR_KINDS, TOO_LARGE
 from udfs.extract import FEATURE_FIELDS, ExtractOptions
 from udfs.spark_udf import HISTOGRAM_SUMS_SCHEMA, make_features_udf, partial_histogram_sums
@@ -93,7 +94,7 @@ def summarize(images: DataFrame) -> DataFrame:
         F.count(F.when(F.col("is_blurry"), 1)).alias("n_blurry"),
     )
     hists = histogram_sums(images.where(ok))
-    zeros = F.array_repeat(F.lit(0).cast("long"), 256)
+    zeros = F.array_repeat(F.lit(0).cast("long"), HIST_BINS)
     return (
         stats.join(hists, stats["label"].eqNullSafe(hists["hist_label"]), "left")
         .select(*stats.columns, F.coalesce("gray_hist", zeros).alias("gray_hist"))
@@ -113,16 +114,18 @@ def histogram_sums(images: DataFrame) -> DataFrame:
     partial = images.select("label", "gray_hist").mapInArrow(
         partial_histogram_sums, HISTOGRAM_SUMS_SCHEMA
     )
-    per_label = partial.groupBy("label").agg(_array_sum("gray_hist").alias("gray_hist"))
-    overall = per_label.agg(_array_sum("gray_hist").alias("gray_hist"))
-    return per_label.unionByName(overall.select(F.lit(None).cast("string").alias("label"), "gray_hist")
-                                 ).withColumnRenamed("label", "hist_label")
+    per_label = partial.groupBy(F.col("label").alias("hist_label")).agg(_array_sum("gray_hist"))
+    overall = per_label.agg(_array_sum("gray_hist")).select(
+        F.lit(None).cast("string").alias("hist_label"), "gray_hist"
+    )
+    return per_label.unionByName(overall)
 
 
-def _array_sum(arrays: str) -> Column:
-    """Element-wise sum of the 256-bin arrays of a group (a few per group: partial sums)."""
-    zeros = F.array_repeat(F.lit(0).cast("long"), 256)
-    return F.aggregate(F.collect_list(arrays), zeros, lambda acc, x: F.zip_with(acc, x, lambda a, b: a + b))
+def _array_sum(name: str) -> Column:
+    """Element-wise sum of a group's histogram arrays (a few per group: partial sums)."""
+    zeros = F.array_repeat(F.lit(0).cast("long"), HIST_BINS)
+    total = F.aggregate(F.collect_list(name), zeros, lambda acc, x: F.zip_with(acc, x, lambda a, b: a + b))
+    return total.alias(name)
 
 
 def find_duplicates(images: DataFrame) -> DataFrame:

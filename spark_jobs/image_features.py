@@ -53,16 +53,17 @@ class Progress(threading.Thread):
         self._stop_event.set()
 
 
-def write_images(spark, storage, cfg: JobConfig, run_id: str) -> dict:
+def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, bool]:
     """Extract and transform the (new) files, write them as this run of images/; returns
-    what the run did, counted while writing (transform.run_metrics: no second pass)."""
+    what the run did, counted while writing (transform.run_metrics: no second pass), and
+    whether images/ changed."""
     from pyspark.sql import Observation
 
     from spark_jobs import incremental, reading, transform, writing
 
     reading.plan_tasks(spark, cfg.task_bytes)
     files = reading.list_files(spark, cfg)
-    gone = None
+    current = gone = None
     if cfg.incremental:
         current = incremental.current_files(spark, storage, cfg.output, run_id)
         gone = incremental.tombstones(files, current)
@@ -74,9 +75,19 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> dict:
     if gone is not None:
         images = images.unionByName(gone)
     observed = Observation("run")
-    writing.write_run(storage, images.observe(observed, *transform.run_metrics()),
-                      cfg.output, "images", run_id)
-    return observed.get
+    staged = writing.stage_run(images.observe(observed, *transform.run_metrics()),
+                               cfg.output, "images", run_id)
+    metrics = observed.get
+    if current is not None and not (metrics["n_processed"] or metrics["n_deleted"]):
+        # Nothing new, changed or gone: no empty run is added (hourly runs would pile up
+        # thousands); a rerun of this id that now finds nothing drops what it committed.
+        storage.delete(staged)
+        committed = writing.run_uri(cfg.output, "images", run_id)
+        replaced = storage.exists(committed)
+        storage.delete(committed)
+        return metrics, replaced
+    writing.commit_run(storage, staged, cfg.output, "images", run_id)
+    return metrics, True
 
 
 def write_aggregates(spark, storage, cfg: JobConfig, run_id: str) -> None:
@@ -124,13 +135,19 @@ def run_counts(spark, cfg: JobConfig, metrics: dict, record) -> dict:
 
 def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
     """Extract, transform, load, aggregate; times each stage into ``record``."""
+    from spark_jobs import writing
+
     stages = record.data["stages_s"]
     t = time.perf_counter()
-    metrics = write_images(spark, storage, cfg, run_id)
+    metrics, changed = write_images(spark, storage, cfg, run_id)
     stages["images"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     counts = run_counts(spark, cfg, metrics, record)
-    write_aggregates(spark, storage, cfg, run_id)
+    if changed or not writing.aggregates_current(storage, cfg.output):
+        write_aggregates(spark, storage, cfg, run_id)
+    else:
+        log.info("nothing new, changed or gone: images/, summary/ and duplicates/ unchanged")
+        writing.clean_staging(storage, cfg.output)
     stages["aggregates"] = round(time.perf_counter() - t, 3)
     return counts
 

@@ -18,6 +18,7 @@ from spark_jobs.storage import Storage
 log = logging.getLogger(__name__)
 RUN_PREFIX = "run_id="
 STAGING = "_staging"
+AGGREGATE_TABLES = ("summary", "duplicates")
 
 
 def table_uri(output: str, table: str) -> str:
@@ -30,8 +31,18 @@ def run_uri(output: str, table: str, run_id: str) -> str:
 
 def write_run(storage: Storage, df: DataFrame, output: str, table: str, run_id: str) -> None:
     """Write ``df`` as run ``run_id`` of ``table``, replacing that run if it exists."""
+    commit_run(storage, stage_run(df, output, table, run_id), output, table, run_id)
+
+
+def stage_run(df: DataFrame, output: str, table: str, run_id: str) -> str:
+    """Write ``df`` where readers do not look; returns that place for ``commit_run``."""
     staged = f"{output}/{STAGING}/{run_id}/{table}"
     df.write.mode("overwrite").parquet(staged)
+    return staged
+
+
+def commit_run(storage: Storage, staged: str, output: str, table: str, run_id: str) -> None:
+    """Move a staged run into place, replacing that run if it exists (one rename)."""
     storage.replace_dir(staged, run_uri(output, table, run_id))
 
 
@@ -39,6 +50,17 @@ def committed_runs(storage: Storage, output: str, table: str) -> list[str]:
     """Run ids with a committed directory in the table (sorted: ids sort by time)."""
     names = storage.list_dir(table_uri(output, table))
     return [n[len(RUN_PREFIX):] for n in names if n.startswith(RUN_PREFIX)]
+
+
+def aggregates_current(storage: Storage, output: str) -> bool:
+    """Whether summary/ and duplicates/ were written at or after the latest images/ run,
+    so that they describe the current state (a run killed before its aggregates leaves
+    them older)."""
+    images = committed_runs(storage, output, "images")
+    if not images:
+        return False
+    latest = [committed_runs(storage, output, table)[-1:] for table in AGGREGATE_TABLES]
+    return all(runs and runs[0] >= images[-1] for runs in latest)
 
 
 def drop_runs_except(storage: Storage, output: str, table: str, keep: str) -> list[str]:

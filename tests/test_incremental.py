@@ -54,6 +54,7 @@ def test_incremental_runs_do_only_new_work(spark, tmp_path, read_mode):
     assert current_state(spark, out) == first
     assert records(out)["r2"]["counts"] | {"errors": None} == {
         "listed": 9, "processed": 0, "skipped": 9, "ok": 0, "error": 0, "deleted": 0, "errors": None}
+    assert committed(out) == {"images": ["r1"], "summary": ["r1"], "duplicates": ["r1"]}
 
     # a new file, a changed file (new size and time) and a deleted file
     shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", inp / "people" / "copy.png")
@@ -75,6 +76,39 @@ def test_incremental_runs_do_only_new_work(spark, tmp_path, read_mode):
     assert run_job(*args, "--run-id", "r3") == 0
     images = spark.read.parquet(str(out / "images"))
     assert images.where("run_id = 'r3'").count() == 3
+
+
+def committed(out: Path) -> dict[str, list[str]]:
+    """Run ids committed in each table."""
+    return {t: sorted(p.name.removeprefix("run_id=") for p in (out / t).glob("run_id=*"))
+            for t in ("images", "summary", "duplicates")}
+
+
+def test_a_run_that_finds_nothing_commits_nothing_unless_aggregates_lag(spark, tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    args = ["--input", str(inp), "--output", str(out), "--incremental"]
+    assert run_job(*args, "--run-id", "r1") == 0
+    first = current_state(spark, out)
+
+    # aggregates older than the latest images run (a run killed after committing its
+    # images): a run with nothing new still brings them up to date
+    (out / "summary" / "run_id=r1").rename(out / "summary" / "run_id=r0")
+    assert run_job(*args, "--run-id", "r2") == 0
+    assert committed(out) == {"images": ["r1"], "summary": ["r2"], "duplicates": ["r2"]}
+    assert not (out / "_staging").exists()
+
+    # a rerun of a run id that now finds nothing drops what that run committed
+    extra = inp / "people" / "copy.png"
+    shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", extra)
+    assert run_job(*args, "--run-id", "r3") == 0
+    assert committed(out)["images"] == ["r1", "r3"]
+    extra.unlink()
+    assert run_job(*args, "--run-id", "r3") == 0
+    assert committed(out) == {"images": ["r1"], "summary": ["r3"], "duplicates": ["r3"]}
+    assert current_state(spark, out) == first
+    summary = spark.read.parquet(str(out / "summary")).where("label IS NULL").first()
+    assert summary.n_files == 9
 
 
 def test_every_run_leaves_a_record(spark, tmp_path):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the image-feature job side by side with the reference peers.
 
-    .venv/bin/python benchmarks/run_benchmark.py [--suite standard|large|small] [--rounds N]
+    .venv/bin/python benchmarks/run_benchmark.py [--suite standard|large|small|rerun] [--rounds N]
 
 Suites (datasets are made on first use; benchmarks may use ../shared, product code may not):
   standard  /tmp/ds300 and /tmp/ds2000 (make_dataset.py --count 300|2000 --seed 7), both
@@ -10,9 +10,13 @@ Suites (datasets are made on first use; benchmarks may use ../shared, product co
   large     /tmp/ds300_large20 (--count 300 --seed 7 --large 20: 20 extra 40-60 MP JPEGs):
             does memory stay bounded at default settings?
   small     /tmp/thumbs100k (make_thumbnails.py: 100,000 JPEGs of 64-160 px): per-file cost.
+  rerun     /tmp/ds300 and /tmp/ds2000, a scheduled incremental rerun that finds nothing new
+            (ours-noop): what a scheduler pays every time nothing changed.
 
 Systems, run round-robin (the order rotates by one each round, so drift hits all alike):
   ours          python -m spark_jobs.image_features --input DS --output OUT --max-side 512|0
+  ours-noop     the same with --incremental, timed on an output that already holds every file
+                (made once per dataset and variant by an untimed incremental run)
   pool2         ../shared/bench/peers/pool.py (multiprocessing.Pool(2) + Pillow)
   floor-pillow  ../shared/bench/peers/floor.py --decoder pillow (decode only, 2 processes)
   spark-naive   ../shared/bench/peers/spark_pandas_udf.py (binaryFile + pandas UDF; on request:
@@ -68,6 +72,8 @@ SUITES = {
     "large": ([("/tmp/ds300_large20", ["--count", "300", "--seed", "7", "--large", "20"])],
               ["reduced", "full"], ["ours", "pool2", "floor-pillow"], 1),
     "small": ([("/tmp/thumbs100k", None)], ["reduced"], ["ours", "pool2", "floor-pillow"], 1),
+    "rerun": ([("/tmp/ds300", ["--count", "300", "--seed", "7"]),
+               ("/tmp/ds2000", ["--count", "2000", "--seed", "7"])], ["reduced"], ["ours-noop"], 3),
 }
 
 
@@ -105,6 +111,8 @@ def command(system: str, dataset: str, variant: str, out: str, job_args: list[st
     if system == "ours":
         return [PY, "-m", "spark_jobs.image_features", "--input", dataset, "--output", out,
                 "--max-side", VARIANTS[variant], *job_args]
+    if system == "ours-noop":
+        return [*command("ours", dataset, variant, out, job_args), "--incremental"]
     if system == "pool2":
         return [PY, str(PEERS / "pool.py"), dataset, out, "--variant", variant]
     if system == "floor-pillow":
@@ -186,10 +194,10 @@ def run_one(argv: list[str], env: dict) -> dict:
 
 
 def job_stages(out: str) -> dict:
-    """Stage seconds from our job's run record (<output>/_runs/<run_id>.json), if any."""
+    """Stage seconds from our job's latest run record (<output>/_runs/<run_id>.json), if any."""
     import glob
 
-    for f in glob.glob(os.path.join(out, "_runs", "*.json")):
+    for f in sorted(glob.glob(os.path.join(out, "_runs", "*.json")), reverse=True):
         try:
             return json.load(open(f)).get("stages_s") or {}
         except (OSError, ValueError):
@@ -284,7 +292,7 @@ def summarize(recs: list[dict], suite: str, datasets: list[dict], compares: list
              "| CPU s | peak RSS tree MB | x pool2 | x floor | x ours |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     medians = {}
-    order = {"ours": 0, "pool2": 1, "floor-pillow": 2, "spark-naive": 3, "ray-data": 4, "daft": 5}
+    order = {"ours": 0, "ours-noop": 0, "pool2": 1, "floor-pillow": 2, "spark-naive": 3, "ray-data": 4, "daft": 5}
     for key in sorted(groups, key=lambda k: (stats[k[0]]["files"], k[1] != "reduced", order.get(k[2], 9))):
         ds, v, name = key
         rs = groups[key]
@@ -349,7 +357,7 @@ def main() -> int:
     p.add_argument("--datasets", nargs="+", help="override the suite's dataset folders")
     p.add_argument("--variants", nargs="+", choices=VARIANTS)
     p.add_argument("--systems", nargs="+",
-                   choices=("ours", "pool2", "floor-pillow", "spark-naive", *ENGINE_PEERS))
+                   choices=("ours", "ours-noop", "pool2", "floor-pillow", "spark-naive", *ENGINE_PEERS))
     p.add_argument("--peer-python", default=PY, help="Python that runs the ray-data and daft peers "
                    "(e.g. a venv with: pip install 'ray[data]' daft pillow numpy pyarrow pandas imagehash)")
     p.add_argument("--job-args", default="", help="extra arguments for our job, e.g. '--conf k=v'")
@@ -389,9 +397,13 @@ def main() -> int:
                     k = r % len(systems)
                     for system in systems[k:] + systems[:k]:
                         out = f"{a.work}/{os.path.basename(ds['dataset'])}/{v}/{system}"
-                        shutil.rmtree(out, ignore_errors=True)
-                        rec = run_one(command(system, ds["dataset"], v, out, job_args), env)
-                        if system == "ours":
+                        argv = command(system, ds["dataset"], v, out, job_args)
+                        if system != "ours-noop" or r == 0:
+                            shutil.rmtree(out, ignore_errors=True)
+                        if system == "ours-noop" and r == 0:  # the state a rerun finds, untimed
+                            subprocess.run(argv, env=env, check=True, capture_output=True)
+                        rec = run_one(argv, env)
+                        if system.startswith("ours"):
                             rec["stages_s"] = job_stages(out)
                         rec.update(suite=a.suite, round=r, dataset=ds["dataset"], variant=v, system=system,
                                    files=ds["files"], mp=ds["mp"], job_args=a.job_args,

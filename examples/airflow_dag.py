@@ -37,6 +37,9 @@ with DAG(
             "--input", "s3a://lake/raw/images",
             "--output", "s3a://lake/curated/image_features",
             "--incremental",
+            # The midnight run also compacts images/ into one run (README "Scheduled,
+            # incremental runs"); the other hours repeat --incremental, which is harmless.
+            "{{ '--compact' if logical_date.hour == 0 else '--incremental' }}",
             "--run-id", "{{ ts_nodash }}",
             "--max-error-rate", "0.05",
         ],

@@ -84,6 +84,7 @@ class JobConfig:
     partitions: int = 0
     run_id: str | None = None
     incremental: bool = False
+    compact: bool = False
     max_error_rate: float = 1.0
     master: str | None = None
     env: str = "local"
@@ -130,6 +131,10 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                      "time); rerunning an id replaces that run's output")
     run.add_argument("--incremental", action="store_true", help="only read files whose "
                      "(path, modification_time, size_bytes) are not yet in <output>/images/")
+    run.add_argument("--compact", action="store_true", help="then rewrite <output>/images/ as "
+                     "this one run holding the current state (latest row per path, tombstones "
+                     "dropped) and delete the older runs: keeps scheduled incremental runs from "
+                     "piling up (their history is dropped)")
     run.add_argument("--max-error-rate", type=float, default=float(d("max_error_rate", "1.0")),
                      metavar="F", help="exit with code 4 when more than this fraction of "
                      "files has an error row (default: %(default)s)")
@@ -194,6 +199,7 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         partitions=a.partitions,
         run_id=a.run_id,
         incremental=a.incremental,
+        compact=a.compact,
         max_error_rate=a.max_error_rate,
         master=a.master,
         env=a.env,

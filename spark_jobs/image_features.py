@@ -140,9 +140,13 @@ def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
     stages = record.data["stages_s"]
     t = time.perf_counter()
     metrics, changed = write_images(spark, storage, cfg, run_id)
-    stages["images"] = round(time.perf_counter() - t, 3)
-    t = time.perf_counter()
     counts = run_counts(spark, cfg, metrics, record)
+    stages["images"] = round(time.perf_counter() - t, 3)
+    if cfg.compact:
+        t = time.perf_counter()
+        writing.compact_images(spark, storage, cfg.output, run_id)
+        stages["compact"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
     if changed or not writing.aggregates_current(storage, cfg.output):
         write_aggregates(spark, storage, cfg, run_id)
     else:

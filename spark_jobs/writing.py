@@ -63,8 +63,31 @@ def aggregates_current(storage: Storage, output: str) -> bool:
     return all(runs and runs[0] >= images[-1] for runs in latest)
 
 
+def compact_images(spark: SparkSession, storage: Storage, output: str, run_id: str) -> bool:
+    """Rewrite images/ as the one run ``run_id`` holding the current state (the latest row per
+    path, tombstones dropped), then delete the older runs; False when there was nothing to do.
+
+    The new run replaces this run's directory (one rename) and holds the latest row of every
+    current path; a path whose tombstone is dropped has no row in it, and the older runs go
+    oldest first, so that path's latest remaining row is its tombstone until all are gone.
+    Killed at any point, this leaves the state before this run (as any killed run) or the
+    current one. A rerun of this run id finds no earlier state and reads every file again.
+    """
+    runs = committed_runs(storage, output, "images")
+    if len(runs) < 2:
+        return False
+    if runs[-1] > run_id:
+        log.warning("images/: not compacted into run %s, a later run %s exists", run_id, runs[-1])
+        return False
+    state = current_rows(spark, storage, output).where(~F.col("deleted")).drop("run_id")
+    write_run(storage, state, output, "images", run_id)
+    drop_runs_except(storage, output, "images", run_id)
+    log.info("images/: %d runs compacted into run %s", len(runs), run_id)
+    return True
+
+
 def drop_runs_except(storage: Storage, output: str, table: str, keep: str) -> list[str]:
-    """Delete every run of ``table`` but ``keep`` (call once ``keep`` has committed)."""
+    """Delete every run of ``table`` but ``keep``, oldest first (once ``keep`` has committed)."""
     dropped = [r for r in committed_runs(storage, output, table) if r != keep]
     for run in dropped:
         storage.delete(run_uri(output, table, run))

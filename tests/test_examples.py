@@ -12,7 +12,7 @@ def test_airflow_dag_compiles_and_calls_submit_sh(tmp_path):
     py_compile.compile(str(dag), cfile=str(tmp_path / "dag.pyc"), doraise=True)
     text = dag.read_text()
     assert "SparkSubmitOperator" in text and "submit.sh" in text and '"retries"' in text
-    assert "--incremental" in text and "--run-id" in text
+    assert "--incremental" in text and "--run-id" in text and "--compact" in text
 
 
 def test_cron_line_calls_submit_sh_incrementally():
@@ -20,6 +20,7 @@ def test_cron_line_calls_submit_sh_incrementally():
              if ln.strip() and not ln.startswith("#")]
     assert len(lines) == 1 and len(lines[0].split(None, 5)) == 6  # 5 time fields + command
     assert "./submit.sh" in lines[0] and "--incremental" in lines[0] and "--run-id" in lines[0]
+    assert "--compact" in lines[0]
 
 
 def test_airflow_spark_submit_is_submit_sh():

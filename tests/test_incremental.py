@@ -111,6 +111,31 @@ def test_a_run_that_finds_nothing_commits_nothing_unless_aggregates_lag(spark, t
     assert summary.n_files == 9
 
 
+def test_compact_rewrites_the_current_state_as_one_run(spark, tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    args = ["--input", str(inp), "--output", str(out), "--incremental"]
+    assert run_job(*args, "--run-id", "r1") == 0
+    shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", inp / "people" / "copy.png")
+    (inp / "people" / "matplotlib-grace_hopper.jpg").unlink()
+    assert run_job(*args, "--run-id", "r2") == 0  # a new file and a tombstone
+    state = current_state(spark, out)
+    summary = sorted(map(repr, spark.read.parquet(str(out / "summary")).drop("run_id").collect()))
+
+    assert run_job(*args, "--compact", "--run-id", "r3") == 0  # nothing new: compaction only
+    assert committed(out) == {"images": ["r3"], "summary": ["r3"], "duplicates": ["r3"]}
+    images = spark.read.parquet(str(out / "images"))
+    assert images.count() == len(state) == 9 and images.where("deleted").count() == 0
+    assert current_state(spark, out) == state
+    assert sorted(map(repr, spark.read.parquet(str(out / "summary")).drop("run_id").collect())) == summary
+    assert records(out)["r3"]["stages_s"]["compact"] > 0
+
+    # a rerun of the compacting run finds no earlier state: it reads every file again
+    assert run_job(*args, "--compact", "--run-id", "r3") == 0
+    assert records(out)["r3"]["counts"]["processed"] == 9
+    assert committed(out)["images"] == ["r3"] and current_state(spark, out) == state
+
+
 def test_every_run_leaves_a_record(spark, tmp_path):
     out = tmp_path / "out"
     assert run_job("--input", str(SAMPLES), "--output", str(out), "--run-id", "ok") == 0

@@ -157,6 +157,7 @@ if [[ "$deploy_mode" == client ]]; then
 fi
 
 export IMAGE_ETL_CONF_DIR="${IMAGE_ETL_CONF_DIR:-$here/conf}"
+export IMAGE_ETL_SAMPLES_DIR="${IMAGE_ETL_SAMPLES_DIR:-$here/samples}"  # for --demo
 exec "$spark_submit" \
   --master "$master" \
   --deploy-mode "$deploy_mode" \

@@ -23,7 +23,9 @@ def _conf_dir() -> Path:
 
 
 CONF_DIR = _conf_dir()
-SAMPLES_DIR = PROJECT_ROOT / "samples"
+# The bundled samples (--demo): IMAGE_ETL_SAMPLES_DIR when set (submit.sh sets it: under
+# spark-submit this module is imported from the project's zip), else the checkout's.
+SAMPLES_DIR = Path(os.environ.get("IMAGE_ETL_SAMPLES_DIR") or PROJECT_ROOT / "samples")
 READ_MODES = ("auto", "executor", "spark")
 
 # File name extensions taken by default (any letter case): what Pillow and pillow-heif read.

@@ -15,11 +15,11 @@ from tests.conftest import ROOT, SAMPLES
 pytestmark = pytest.mark.spark
 
 
-def test_submit_sh_runs_the_job_on_the_samples(tmp_path):
+def test_submit_sh_runs_the_demo_on_the_samples(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable)
     proc = subprocess.run(
-        [str(ROOT / "submit.sh"), "--", "--input", str(SAMPLES), "--output", str(out), "--run-id", "s1"],
+        [str(ROOT / "submit.sh"), "--", "--demo", "--output", str(out), "--run-id", "s1"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -152,7 +152,10 @@ if [[ "$deploy_mode" == client ]]; then
   # added to the profile's JVM options (--driver-java-options would replace them).
   if [[ " ${submit_args[*]-} " != *" --driver-java-options "* ]]; then
     profile_opts="$(sed -n 's/^[[:space:]]*spark\.driver\.extraJavaOptions[[:space:]]*[=:[:space:]][[:space:]]*//p' "$props" | tail -1)"
-    python_conf+=(--driver-java-options "${profile_opts:+$profile_opts }-Dlog4j2.configurationFile=file:$here/conf/log4j2.properties")
+    # The JVM class-data archive of this Java and Spark, once built (README "Faster start-up"):
+    # the driver's JVM starts ~3 s sooner. Nothing when there is none.
+    archive_opt="$(cd "$here" && "$driver_python" -m spark_jobs.class_archive option 2>/dev/null || true)"
+    python_conf+=(--driver-java-options "${profile_opts:+$profile_opts }-Dlog4j2.configurationFile=file:$here/conf/log4j2.properties${archive_opt:+ $archive_opt}")
   fi
 fi
 

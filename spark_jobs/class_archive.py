@@ -9,6 +9,7 @@ so it is built on the machine, once, and used by local runs whenever it matches:
     python -m spark_jobs.class_archive build     # about 45 s; ~200 MB in the cache folder
     python -m spark_jobs.class_archive status
     python -m spark_jobs.class_archive remove
+    python -m spark_jobs.class_archive option    # the JVM option that maps it (submit.sh), or ""
 
 The archive lives in $IMAGE_ETL_CACHE_DIR, else $XDG_CACHE_HOME/spark-image-etl, else
 ~/.cache/spark-image-etl. Its name carries a key of the Java binary and Spark's jars (paths,
@@ -121,9 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m spark_jobs.class_archive",
         description=__doc__.split("\n\n")[1].replace("\n", " "))
-    parser.add_argument("action", choices=("build", "status", "remove"))
+    parser.add_argument("action", choices=("build", "status", "remove", "option"))
     a = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if a.action == "option":
+        print(java_option())
+        return 0
     path = archive_path()
     if a.action == "build":
         try:

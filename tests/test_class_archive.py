@@ -70,18 +70,24 @@ def test_built_archive_is_mapped_by_the_jobs_jvm(tmp_path):
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".build-")]
     assert "in use:" in cli("status").stdout
 
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    run = subprocess.run(
-        [sys.executable, "-m", "spark_jobs.image_features", "--demo", "--output", str(tmp_path / "out")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**env, "JAVA_TOOL_OPTIONS": f"-Xlog:class+load=info:file={logs}/%p.log"})
-    assert run.returncode == 0, run.stderr
-    assert "class-data archive" in run.stderr
-    spark_jvm = [p.read_text() for p in logs.iterdir() if "org.apache.spark.SparkContext " in p.read_text()]
-    assert len(spark_jvm) == 1
-    line = next(x for x in spark_jvm[0].splitlines() if " org.apache.spark.SparkContext " in x)
+    def spark_context_source(argv: list[str], name: str) -> str:
+        """Run argv; where the driver's JVM loaded SparkContext from, by its own log."""
+        logs = tmp_path / f"logs-{name}"
+        logs.mkdir()
+        run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env={
+            **env, "PYSPARK_PYTHON": sys.executable,
+            "JAVA_TOOL_OPTIONS": f"-Xlog:class+load=info:file={logs}/%p.log"})
+        assert run.returncode == 0, run.stderr
+        spark_jvm = [p.read_text() for p in logs.iterdir() if "org.apache.spark.SparkContext " in p.read_text()]
+        assert len(spark_jvm) == 1
+        return next(x for x in spark_jvm[0].splitlines() if " org.apache.spark.SparkContext " in x)
+
+    line = spark_context_source([sys.executable, "-m", "spark_jobs.image_features", "--demo",
+                                 "--output", str(tmp_path / "out")], "local")
     assert "source: shared objects file" in line, line
+    line = spark_context_source([str(ROOT / "submit.sh"), "--", "--demo",
+                                 "--output", str(tmp_path / "out-submit")], "submit")
+    assert "source: shared objects file" in line, line  # submit.sh, client mode
 
     assert cli("remove").returncode == 0
     assert not list((tmp_path / "cache").glob("*.jsa"))

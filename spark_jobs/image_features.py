@@ -84,7 +84,8 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
         storage.delete(staged)
         committed = writing.run_uri(cfg.output, "images", run_id)
         replaced = storage.exists(committed)
-        storage.delete(committed)
+        if replaced:
+            storage.delete(committed)
         return metrics, replaced
     writing.commit_run(storage, staged, cfg.output, "images", run_id)
     return metrics, True
@@ -134,7 +135,7 @@ def run_counts(spark, cfg: JobConfig, metrics: dict, record) -> dict:
 
 
 def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
-    """Extract, transform, load, aggregate; times each stage into ``record``."""
+    """Extract, transform, load, compact (--compact), aggregate; times each stage into ``record``."""
     from spark_jobs import writing
 
     stages = record.data["stages_s"]

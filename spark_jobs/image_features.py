@@ -58,16 +58,20 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
     what the run did, counted while writing (transform.run_metrics: no second pass), and
     whether images/ changed."""
     from pyspark.sql import Observation
+    from pyspark.sql import functions as F
 
     from spark_jobs import incremental, reading, transform, writing
 
     reading.plan_tasks(spark, cfg.task_bytes)
     files = reading.list_files(spark, cfg)
-    current = gone = None
+    current = gone = listing = None
     if cfg.incremental:
+        listing = Observation("listing")
         current = incremental.current_files(spark, storage, cfg.output, run_id)
         gone = incremental.tombstones(files, current)
-        files = incremental.new_work(files, current)
+        # counted as the new work is found: listing again for the count would double the
+        # listing cost of every scheduled run (millions of objects on an object store)
+        files = incremental.new_work(files.observe(listing, F.count(F.lit(1)).alias("n")), current)
     if cfg.partitions:
         files = files.repartition(cfg.partitions, "path")
     files = reading.with_content(spark, cfg, files, subset=cfg.incremental)
@@ -77,7 +81,8 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
     observed = Observation("run")
     staged = writing.stage_run(images.observe(observed, *transform.run_metrics()),
                                cfg.output, "images", run_id)
-    metrics = observed.get
+    metrics = dict(observed.get)
+    metrics["n_listed"] = listing.get["n"] if listing is not None else metrics["n_processed"]
     if current is not None and not (metrics["n_processed"] or metrics["n_deleted"]):
         # Nothing new, changed or gone: no empty run is added (hourly runs would pile up
         # thousands); a rerun of this id that now finds nothing drops what it committed.
@@ -113,10 +118,8 @@ def write_aggregates(spark, storage, cfg: JobConfig, run_id: str) -> None:
     writing.clean_staging(storage, cfg.output)
 
 
-def run_counts(spark, cfg: JobConfig, metrics: dict, record) -> dict:
+def run_counts(metrics: dict, record) -> dict:
     """What this run did, from the metrics observed while its images/ rows were written."""
-    from spark_jobs import reading
-
     errors = {k: metrics[f"n_{k}"] for k in sorted(ERROR_KINDS) if metrics[f"n_{k}"]}
     counts = {
         "processed": metrics["n_processed"],
@@ -124,9 +127,8 @@ def run_counts(spark, cfg: JobConfig, metrics: dict, record) -> dict:
         "errors": errors,
         "deleted": metrics["n_deleted"],
         "error": sum(errors.values()),
+        "listed": metrics["n_listed"],
     }
-    # incremental: the listing is counted again (metadata only); otherwise every file was processed
-    counts["listed"] = reading.list_files(spark, cfg).count() if cfg.incremental else counts["processed"]
     counts["skipped"] = counts["listed"] - counts["processed"]
     record.data["counts"] = counts
     record.data["bytes_read"] = metrics["bytes_read"] or 0
@@ -141,7 +143,7 @@ def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
     stages = record.data["stages_s"]
     t = time.perf_counter()
     metrics, changed = write_images(spark, storage, cfg, run_id)
-    counts = run_counts(spark, cfg, metrics, record)
+    counts = run_counts(metrics, record)
     stages["images"] = round(time.perf_counter() - t, 3)
     if cfg.compact:
         t = time.perf_counter()

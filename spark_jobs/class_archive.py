@@ -12,9 +12,10 @@ so it is built on the machine, once, and used by local runs whenever it matches:
     python -m spark_jobs.class_archive option    # the JVM option that maps it (submit.sh), or ""
 
 The archive lives in $IMAGE_ETL_CACHE_DIR, else $XDG_CACHE_HOME/spark-image-etl, else
-~/.cache/spark-image-etl. Its name carries a key of the Java binary and Spark's jars (paths,
-sizes, modification times), so an upgrade of either makes it unused until rebuilt. The JVM
-checks the archive again itself and silently starts without it if it does not match.
+~/.cache/spark-image-etl. Its name carries the Java it is for and a key of that Java and
+Spark's jars (paths, sizes, modification times), so an upgrade of either makes it unused
+until rebuilt; each Java on the machine keeps its own. The JVM checks the archive again
+itself and silently starts without it if it does not match.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def install_key(java: str, spark: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def java_id(java: str) -> str:
+    """Which Java binary (by path): archives of other Javas on the machine are left alone."""
+    return hashlib.sha256(os.path.realpath(java).encode()).hexdigest()[:8]
+
+
 def archive_path() -> Path | None:
     """Where the archive of the current Java and Spark install is (or would be)."""
     from spark_jobs.session import java_executable
@@ -64,7 +70,7 @@ def archive_path() -> Path | None:
     java = java_executable()
     if java is None:
         return None
-    return cache_dir() / f"{PREFIX}{install_key(java, spark_home())}.jsa"
+    return cache_dir() / f"{PREFIX}{java_id(java)}-{install_key(java, spark_home())}.jsa"
 
 
 def java_option() -> str:
@@ -105,10 +111,17 @@ def build() -> Path:
         if not partial.is_file():
             raise RuntimeError("the JVM wrote no archive")
         os.replace(partial, target)
-    for old in target.parent.glob(f"{PREFIX}*.jsa"):
-        if old != target:  # archives of earlier installs can never match again
-            old.unlink()
+    drop_superseded(target)
     return target
+
+
+def drop_superseded(target: Path) -> None:
+    """Delete the archives of the same Java made for earlier installs (they can never match
+    again); those of other Javas on the machine (JAVA_HOME switched per job) stay."""
+    same_java = target.name.rsplit("-", 1)[0]
+    for old in target.parent.glob(f"{same_java}-*.jsa"):
+        if old != target:
+            old.unlink()
 
 
 def _run(argv: list[str]) -> None:

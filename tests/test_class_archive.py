@@ -43,6 +43,27 @@ def test_key_follows_the_java_and_spark_install(tmp_path):
     assert class_archive.install_key(str(java), spark) != key
 
 
+def test_each_java_keeps_its_own_archive(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMAGE_ETL_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    java17, spark = fake_install(tmp_path / "17")
+    java25, _ = fake_install(tmp_path / "25")
+    paths = {}
+    for name, java in (("17", java17), ("25", java25)):
+        monkeypatch.setenv("JAVA_HOME", str(java.parent.parent))
+        monkeypatch.setattr(class_archive, "spark_home", lambda: spark)
+        paths[name] = class_archive.archive_path()
+        paths[name].write_bytes(b"")
+    assert paths["17"] != paths["25"]
+
+    (spark / "jars" / "extra.jar").write_bytes(b"x")  # Spark upgraded; rebuilt with Java 25
+    rebuilt = class_archive.archive_path()
+    assert rebuilt != paths["25"]
+    rebuilt.write_bytes(b"")
+    class_archive.drop_superseded(rebuilt)
+    assert sorted((tmp_path / "cache").iterdir()) == sorted([paths["17"], rebuilt])
+
+
 def test_no_archive_no_option(tmp_path, monkeypatch):
     monkeypatch.setenv("IMAGE_ETL_CACHE_DIR", str(tmp_path))
     assert class_archive.java_option() == ""

@@ -74,7 +74,7 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
         files = incremental.new_work(files.observe(listing, F.count(F.lit(1)).alias("n")), current)
     if cfg.partitions:
         files = files.repartition(cfg.partitions, "path")
-    files = reading.with_content(spark, cfg, files, subset=cfg.incremental)
+    files = reading.with_content(spark, cfg, files, subset=current is not None)
     images = transform.image_table(files, cfg.extract)
     if gone is not None:
         images = images.unionByName(gone)

@@ -162,8 +162,8 @@ def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, subset: 
 
     Files above --max-file-bytes never get content: Spark pushes the ``length`` filter into
     the binaryFile scan, so their bytes are not read (and its 2 GB per-file limit never hit).
-    When ``files`` is a subset of the listing (incremental runs), Spark is pointed at those
-    files by name, so no other file's content is read.
+    When ``files`` is a subset of the listing (incremental runs after the first), Spark is
+    pointed at those files by name, so no other file's content is read.
     """
     if executor_reads(cfg):
         return files.withColumn("content", F.lit(None).cast("binary"))

@@ -78,6 +78,24 @@ def test_incremental_runs_do_only_new_work(spark, tmp_path, read_mode):
     assert images.where("run_id = 'r3'").count() == 3
 
 
+def test_spark_reads_new_files_by_name_only_when_some_are_known(spark, tmp_path, monkeypatch):
+    """The first incremental run reads the listing as a full run does; later runs name the
+    new files to Spark (their paths, never the whole listing, reach the driver)."""
+    from spark_jobs import reading
+
+    named = []
+    real = reading.glob_escape
+    monkeypatch.setattr(reading, "glob_escape", lambda p: named.append(p) or real(p))
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    args = ["--input", str(inp), "--output", str(out), "--incremental", "--read-mode", "spark"]
+    assert run_job(*args) == 0
+    assert named == [] and len(current_state(spark, out)) == 9
+    shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", inp / "people" / "copy.png")
+    assert run_job(*args) == 0
+    assert [Path(p).name for p in named] == ["copy.png"] and len(current_state(spark, out)) == 10
+
+
 def committed(out: Path) -> dict[str, list[str]]:
     """Run ids committed in each table."""
     return {t: sorted(p.name.removeprefix("run_id=") for p in (out / t).glob("run_id=*"))

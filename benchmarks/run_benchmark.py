@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the image-feature job side by side with the reference peers.
 
-    .venv/bin/python benchmarks/run_benchmark.py [--suite standard|large|small|rerun] [--rounds N]
+    .venv/bin/python benchmarks/run_benchmark.py [--suite standard|large|small|rerun|scale] [--rounds N]
 
 Suites (datasets are made on first use; benchmarks may use ../shared, product code may not):
   standard  /tmp/ds300 and /tmp/ds2000 (make_dataset.py --count 300|2000 --seed 7), both
@@ -74,6 +74,9 @@ SUITES = {
     "small": ([("/tmp/thumbs100k", None)], ["reduced"], ["ours", "pool2", "floor-pillow"], 1),
     "rerun": ([("/tmp/ds300", ["--count", "300", "--seed", "7"]),
                ("/tmp/ds2000", ["--count", "2000", "--seed", "7"])], ["reduced"], ["ours-noop"], 3),
+    "scale": ([("/tmp/ds2000", ["--count", "2000", "--seed", "7"]),
+               ("/tmp/ds20000", ["--count", "20000", "--seed", "7"])],
+              ["reduced", "full"], ["ours", "pool2"], 1),
 }
 
 
@@ -353,7 +356,7 @@ def write_section(md: Path, suite: str, section: str) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--suite", choices=SUITES, default="standard")
-    p.add_argument("--rounds", type=int, help="rounds (default: 3 standard, 1 large/small)")
+    p.add_argument("--rounds", type=int, help="rounds (default: 3 standard and rerun, 1 large, small and scale)")
     p.add_argument("--datasets", nargs="+", help="override the suite's dataset folders")
     p.add_argument("--variants", nargs="+", choices=VARIANTS)
     p.add_argument("--systems", nargs="+",

@@ -12,6 +12,9 @@ Suites (datasets are made on first use; benchmarks may use ../shared, product co
   small     /tmp/thumbs100k (make_thumbnails.py: 100,000 JPEGs of 64-160 px): per-file cost.
   rerun     /tmp/ds300 and /tmp/ds2000, a scheduled incremental rerun that finds nothing new
             (ours-noop): what a scheduler pays every time nothing changed.
+  scale     /tmp/ds2000 and /tmp/ds20000 (--count 20000 --seed 7: 12 GB, its first 2000 files
+            are ds2000's), both variants: the cost where the issue says "from ~20,000 images
+            on", measured instead of extrapolated from 300 and 2000.
 
 Systems, run round-robin (the order rotates by one each round, so drift hits all alike):
   ours          python -m spark_jobs.image_features --input DS --output OUT --max-side 512|0

@@ -163,8 +163,9 @@ def print_report(spark, cfg: JobConfig, run_id: str, counts: dict) -> None:
     """A short human summary on stdout: counts, per-label table, where the tables are."""
     from spark_jobs import writing
 
+    kinds = ", ".join(f"{n} {kind}" for kind, n in counts["errors"].items())
     print(f"run {run_id}: {counts['listed']} files listed, {counts['processed']} processed "
-          f"({counts['ok']} ok, {counts['error']} with errors {counts['errors'] or ''}), "
+          f"({counts['ok']} ok, {counts['error']} with errors{f': {kinds}' if kinds else ''}), "
           f"{counts['skipped']} unchanged, {counts['deleted']} deleted")
     summary = spark.read.parquet(writing.table_uri(cfg.output, "summary"))
     # one row per label (folder names, not files): small enough to print

@@ -23,7 +23,8 @@ def test_submit_sh_runs_the_demo_on_the_samples(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "9 files listed" in proc.stdout
+    assert "9 files listed, 9 processed (6 ok, 3 with errors: 1 corrupt, 1 empty, " \
+        "1 unsupported_format)" in proc.stdout
     images = ds.dataset(out / "images", format="parquet", partitioning="hive").to_table()
     assert images.num_rows == 9
     assert set(images.column("run_id").to_pylist()) == {"s1"}

@@ -82,6 +82,7 @@ class JobConfig:
     glob: str
     extract: ExtractOptions
     read_mode: str = "auto"
+    spark_read_max_bytes: int = 16 * 1024**2
     task_bytes: int = 128 * 1024**2
     partitions: int = 0
     run_id: str | None = None
@@ -150,6 +151,10 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                     help="who reads image bytes: executor (Python reads the file directly), "
                     "spark (binaryFile content through the JVM), auto (executor for local "
                     "files, spark otherwise) (default: %(default)s)")
+    sp.add_argument("--spark-read-max-bytes", type=parse_size, default=parse_size(
+                    d("spark_read_max_bytes", "16m")), metavar="SIZE", help="when Spark reads "
+                    "the bytes, larger files are read by the Python worker instead: Spark holds "
+                    "several copies of each file in the JVM heap (default: %(default)s)")
     sp.add_argument("--task-bytes", type=parse_size, default=parse_size(d("task_bytes", "128m")),
                     metavar="SIZE", help="input bytes per task when planning tasks (default: %(default)s)")
     sp.add_argument("--partitions", type=int, default=0, metavar="N", help="repartition the "
@@ -177,8 +182,8 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         spark_conf[key.strip()] = value.strip()
     if not 0.0 <= a.max_error_rate <= 1.0:
         parser.error("--max-error-rate must be between 0 and 1")
-    if a.partitions < 0 or a.task_bytes <= 0:
-        parser.error("--partitions must be >= 0 and --task-bytes > 0")
+    if a.partitions < 0 or a.task_bytes <= 0 or a.spark_read_max_bytes <= 0:
+        parser.error("--partitions must be >= 0, --task-bytes and --spark-read-max-bytes > 0")
     if a.run_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", a.run_id):
         parser.error("--run-id may only hold letters, digits, '.', '_' and '-'")
     try:
@@ -197,6 +202,7 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         glob=a.glob or default_glob(),
         extract=extract,
         read_mode=a.read_mode,
+        spark_read_max_bytes=a.spark_read_max_bytes,
         task_bytes=a.task_bytes,
         partitions=a.partitions,
         run_id=a.run_id,

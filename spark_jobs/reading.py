@@ -160,26 +160,30 @@ def executor_reads(cfg: JobConfig) -> bool:
 def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, subset: bool = False) -> DataFrame:
     """Add a ``content`` column: the bytes when Spark reads them, null when executors will.
 
-    Files above --max-file-bytes never get content: Spark pushes the ``length`` filter into
-    the binaryFile scan, so their bytes are not read (and its 2 GB per-file limit never hit).
+    Spark reads only files of at most --spark-read-max-bytes: it holds each file's bytes
+    several times in the JVM heap while handing them to Python (the bytes read, the scanned
+    row, the row kept to be joined with the UDF's result), so larger files, up to
+    --max-file-bytes, are read by the Python worker as in executor mode; larger ones still
+    are never read. Spark pushes the ``length`` filter into the binaryFile scan, so the
+    bytes of the files it skips are not read.
     When ``files`` is a subset of the listing (incremental runs after the first), Spark is
     pointed at those files by name, so no other file's content is read.
     """
     if executor_reads(cfg):
         return files.withColumn("content", F.lit(None).cast("binary"))
-    limit = cfg.extract.max_file_bytes
-    readable = (F.col("length") > 0) & (F.col("length") <= limit)
-    rest = files.where(~readable).withColumn("content", F.lit(None).cast("binary"))
+    limit = min(cfg.extract.max_file_bytes, cfg.spark_read_max_bytes)
+    by_spark = (F.col("length") > 0) & (F.col("length") <= limit)
+    rest = files.where(~by_spark).withColumn("content", F.lit(None).cast("binary"))
     if subset:
         # Path strings of the new work only (never bytes): binaryFile can push down filters on
         # length and time but not on path, so naming the files is how Spark reads just these.
-        paths = [glob_escape(r.path) for r in files.where(readable).select("path").collect()]
+        paths = [glob_escape(r.path) for r in files.where(by_spark).select("path").collect()]
         if not paths:
             return rest
         source = _reader(spark, "*").load(paths)
     else:
         source = _reader(spark, cfg.glob).load(cfg.inputs)
-    small = source.where(readable).select(*METADATA, "content")
+    small = source.where(by_spark).select(*METADATA, "content")
     return small.unionByName(rest)
 
 

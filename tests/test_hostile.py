@@ -145,3 +145,22 @@ def test_bombs_and_a_3gb_file_finish_fast_with_bounded_memory(spark, tmp_path):
     assert sampler.peak_worker < 300 * 2**20
     assert peak - baseline < 1024**3
     assert seconds < 60
+
+
+def test_large_files_in_spark_read_mode_leave_the_jvm_heap_alone(spark, tmp_path):
+    """Spark holds a file's bytes several times in the JVM while handing them to Python: in
+    spark read mode, four 40 MB files exhausted the test session's 1 GB heap (the run died).
+    Files above --spark-read-max-bytes are read by the Python worker instead."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        with open(folder / f"scan-{i}.jpg", "wb") as f:
+            f.write(b"\xff\xd8\xff\xe0" + bytes([i]))  # a JPEG header; the rest is a hole
+        os.truncate(folder / f"scan-{i}.jpg", 40 * 1024**2)
+    code = run_job("--input", str(folder), "--output", str(tmp_path / "out"), "--read-mode",
+                   "spark", "--run-id", "big")  # fmt: skip
+    assert code == 0
+    rows = spark.read.parquet(str(tmp_path / "out" / "images")).collect()
+    assert sorted(Path(r.path).name for r in rows) == [f"scan-{i}.jpg" for i in range(4)]
+    assert {r.error_kind for r in rows} == {"corrupt"}  # read and decoded, by Python
+    assert len({r.content_sha256 for r in rows}) == 4

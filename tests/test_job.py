@@ -144,18 +144,45 @@ def test_glob_selects_files_any_letter_case(spark, tmp_path):
     assert rows == {"UPPER.JPG": None, "_DSC0001.png": None, "notes.txt": "unsupported_format"}
 
 
+READ_MODES = {
+    "executor": ["--read-mode", "executor"],
+    "spark": ["--read-mode", "spark"],
+    # files above 100 KiB read by the Python worker, the others through Spark
+    "spark_up_to_100k": ["--read-mode", "spark", "--spark-read-max-bytes", "100k"],
+}
+
+
 def test_spark_and_executor_read_modes_agree(spark, tmp_path):
     outs = {}
-    for mode in ("spark", "executor"):
-        out = tmp_path / mode
-        args = ["--input", str(SAMPLES), "--output", str(out), "--read-mode", mode,
+    for name, mode in READ_MODES.items():
+        out = tmp_path / name
+        args = ["--input", str(SAMPLES), "--output", str(out), *mode,
                 "--max-file-bytes", "500k", "--run-id", "x"]
         assert run_job(*args) == 0
         df = spark.read.parquet(str(out / "images")).drop("modification_time")
-        outs[mode] = sorted((tuple(r) for r in df.collect()), key=lambda t: t[0])
-    assert outs["spark"] == outs["executor"]
+        outs[name] = sorted((tuple(r) for r in df.collect()), key=lambda t: t[0])
+    assert outs["spark"] == outs["executor"] == outs["spark_up_to_100k"]
     too_large = {local(t[0]).name for t in outs["spark"] if t[-4] == "too_large"}
     assert too_large == {"mate-dune.jpg", "skimage-astronaut.png"}  # the two files > 500 KiB
+
+
+def test_spark_reads_only_files_up_to_its_limit(spark):
+    from spark_jobs import reading
+    from spark_jobs.config import parse_args
+
+    def read_by_spark(*options: str) -> dict[str, tuple[int, bool]]:
+        cfg = parse_args(["--input", str(SAMPLES), "--output", "/unused", *options])
+        files = reading.list_files(spark, cfg)
+        df = reading.with_content(spark, cfg, files).select("path", "length", "content")
+        return {local(r.path).name: (r.length, r.content is not None) for r in df.collect()}
+
+    by_spark = read_by_spark("--read-mode", "spark", "--spark-read-max-bytes", "100k")
+    small = {name for name, (size, _) in by_spark.items() if 0 < size <= 100 * 1024}
+    large = {name for name, (size, _) in by_spark.items() if size > 100 * 1024}
+    assert small and large  # the samples have both
+    assert {name for name, (_, read) in by_spark.items() if read} == small
+    by_python = read_by_spark("--read-mode", "executor")
+    assert by_python.keys() == by_spark.keys() and not any(r for _, r in by_python.values())
 
 
 def test_duplicates_table_groups_identical_files(spark, tmp_path):

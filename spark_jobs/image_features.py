@@ -5,7 +5,7 @@
     ./submit.sh [spark-submit options] -- --input URI --output URI [options]
 
 Extract lists the files (binaryFile metadata), transform computes one row per file in a
-single vectorized Arrow UDF pass, load writes <output>/images/, then <output>/summary/ and
+single vectorized Arrow pass (mapInArrow), load writes <output>/images/, then <output>/summary/ and
 <output>/duplicates/ are aggregated in Spark from what was written.
 """
 

@@ -45,7 +45,7 @@ def plan_tasks(spark: SparkSession, task_bytes: int) -> None:
     """Size-balanced tasks straight from the listing: Spark packs files (largest first) into
     splits of about ``task_bytes``, so no shuffle is needed to spread the work.
 
-    Every task has a fixed cost (Arrow UDF set-up, one Parquet file written and committed,
+    Every task has a fixed cost (Python worker set-up, one Parquet file written and committed,
     read back by the aggregates: ~0.1 s of CPU in local mode), so tasks are large (task_bytes),
     but never fewer than MIN_TASKS_PER_CORE per core: Spark cuts splits at
     min(task_bytes, total bytes / minPartitionNum).
@@ -161,8 +161,8 @@ def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, subset: 
     """Add a ``content`` column: the bytes when Spark reads them, null when executors will.
 
     Spark reads only files of at most --spark-read-max-bytes: it holds each file's bytes
-    several times in the JVM heap while handing them to Python (the bytes read, the scanned
-    row, the row kept to be joined with the UDF's result), so larger files, up to
+    several times in the JVM while handing them to Python (on the heap the bytes read and
+    the scanned row, grown by doubling; off it the Arrow batch), so larger files, up to
     --max-file-bytes, are read by the Python worker as in executor mode; larger ones still
     are never read. Spark pushes the ``length`` filter into the binaryFile scan, so the
     bytes of the files it skips are not read.

@@ -8,7 +8,12 @@ from pyspark.sql import functions as F
 from udfs.aggregate import HIST_BINS
 from udfs.errors import EMPTY, ERROR_KINDS, TOO_LARGE
 from udfs.extract import FEATURE_FIELDS, ExtractOptions
-from udfs.spark_udf import HISTOGRAM_SUMS_SCHEMA, make_features_udf, partial_histogram_sums
+from udfs.spark_udf import (
+    FILE_FEATURES_TYPE,
+    HISTOGRAM_SUMS_SCHEMA,
+    make_features_mapper,
+    partial_histogram_sums,
+)
 
 # Quality flags, judged on the analysis image (README "Output"): simple, documented cut-offs.
 DARK_MEAN = 40.0
@@ -32,15 +37,16 @@ def label_of(path: Column) -> Column:
 
 
 def with_features(files: DataFrame, opts: ExtractOptions) -> DataFrame:
-    """One vectorized Arrow UDF pass over (path, length, content): one decode per image."""
-    image_features = make_features_udf(opts)
-    return files.select(
+    """One vectorized pass over Arrow batches of (path, length, modificationTime, content):
+    one decode per image."""
+    listed = files.select("path", "length", "modificationTime", "content")
+    return listed.mapInArrow(make_features_mapper(opts), FILE_FEATURES_TYPE).select(
         "path",
         label_of(F.col("path")).alias("label"),
         F.col("length").alias("size_bytes"),
         F.col("modificationTime").alias("modification_time"),
-        image_features("path", "length", "content").alias("f"),
-    ).select("path", "label", "size_bytes", "modification_time", "f.*")
+        *FEATURE_FIELDS,
+    )
 
 
 def with_derived(images: DataFrame) -> DataFrame:

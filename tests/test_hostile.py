@@ -62,30 +62,29 @@ class PeakRss(threading.Thread):
         return self.peak
 
 
-def test_the_udf_runs_in_the_worker_main_thread_where_the_time_budget_works(spark):
-    """SIGALRM only reaches the main thread: check Spark's Arrow UDF path runs there, and that
-    time_limit interrupts a busy loop in the worker."""
-    from pyspark.sql import functions as F
+def test_map_in_arrow_runs_in_the_worker_main_thread_where_the_time_budget_works(spark):
+    """SIGALRM only reaches the main thread: check Spark's mapInArrow path (how the job runs
+    the features) runs there, and that time_limit interrupts a busy loop in the worker."""
 
-    @F.arrow_udf("string")
-    def probe(x: pa.Array) -> pa.Array:
+    def probe(batches):
         import threading as th
 
         from udfs.extract import _OverBudget, time_limit
 
-        out = []
-        for _ in x.to_pylist():
-            main = th.current_thread() is th.main_thread()
-            t = time.perf_counter()
-            try:
-                with time_limit(0.1):
-                    while True:
-                        pass
-            except _OverBudget:
-                out.append(f"main={main} stopped_after={time.perf_counter() - t:.2f}")
-        return pa.array(out)
+        for batch in batches:
+            out = []
+            for _ in range(batch.num_rows):
+                main = th.current_thread() is th.main_thread()
+                t = time.perf_counter()
+                try:
+                    with time_limit(0.1):
+                        while True:
+                            pass
+                except _OverBudget:
+                    out.append(f"main={main} stopped_after={time.perf_counter() - t:.2f}")
+            yield pa.RecordBatch.from_pydict({"line": out})
 
-    got = [r[0] for r in spark.range(4).select(probe("id")).collect()]
+    got = [r.line for r in spark.range(4).mapInArrow(probe, "line string").collect()]
     assert len(got) == 4
     for line in got:
         main, stopped = line.split()
@@ -149,14 +148,14 @@ def test_bombs_and_a_3gb_file_finish_fast_with_bounded_memory(spark, tmp_path):
 
 def test_large_files_in_spark_read_mode_leave_the_jvm_heap_alone(spark, tmp_path):
     """Spark holds a file's bytes several times in the JVM while handing them to Python: in
-    spark read mode, four 40 MB files exhausted the test session's 1 GB heap (the run died).
-    Files above --spark-read-max-bytes are read by the Python worker instead."""
+    spark read mode, four 100 MB files exhaust a 1 GB heap (the run dies; four of 64 MB
+    already did). Files above --spark-read-max-bytes are read by the Python worker instead."""
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(4):
         with open(folder / f"scan-{i}.jpg", "wb") as f:
             f.write(b"\xff\xd8\xff\xe0" + bytes([i]))  # a JPEG header; the rest is a hole
-        os.truncate(folder / f"scan-{i}.jpg", 40 * 1024**2)
+        os.truncate(folder / f"scan-{i}.jpg", 100 * 1024**2)
     code = run_job("--input", str(folder), "--output", str(tmp_path / "out"), "--read-mode",
                    "spark", "--run-id", "big")  # fmt: skip
     assert code == 0

@@ -1,1 +1,1 @@
-"""Image functions of spark-image-etl: pure numpy/Pillow code and the thin Arrow UDF over it."""
+"""Image functions of spark-image-etl: pure numpy/Pillow code and the thin Arrow functions over it."""

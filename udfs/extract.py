@@ -1,6 +1,7 @@
 """One input file -> one output row (a dict): features, or nulls plus a classified error.
 
-``file_row`` never raises for anything a file can contain; the UDF calls it once per file.
+``file_row`` never raises for anything a file can contain; ``udfs.spark_udf`` calls it once
+per file.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The thin Arrow functions Spark calls: the features UDF over ``udfs.extract`` (one call per
-Arrow batch of files) and the per-task histogram sums over ``udfs.aggregate``.
+"""The thin Arrow functions Spark calls (``DataFrame.mapInArrow``): the features of each
+Arrow batch of files over ``udfs.extract``, and the per-task histogram sums over
+``udfs.aggregate``.
 
 Bytes come either from Spark (the binaryFile ``content`` column) or, when that column is null,
 straight from the file system on the executor (``read_uri``), which skips the costly
@@ -8,11 +9,10 @@ JVM -> Python transfer of every image.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from udfs.aggregate import sum_histograms
@@ -43,6 +43,13 @@ _ARROW_TYPES = {
     T.ArrayType(T.LongType()): pa.list_(pa.int64()),
 }
 ARROW_FIELDS = [pa.field(f.name, _ARROW_TYPES[f.dataType]) for f in FEATURES_TYPE.fields]
+# The listing's columns, passed through next to the features.
+FILE_FIELDS = [
+    T.StructField("path", T.StringType()),
+    T.StructField("length", T.LongType()),
+    T.StructField("modificationTime", T.TimestampType()),
+]
+FILE_FEATURES_TYPE = T.StructType(FILE_FIELDS + FEATURES_TYPE.fields)
 
 # Object stores under the names Hadoop gives them -> the names pyarrow.fs knows them by.
 _PYARROW_SCHEMES = {"s3a": "s3", "s3n": "s3", "gcs": "gs"}
@@ -106,21 +113,35 @@ def _hist_array(hists: list) -> pa.Array:
     return pa.ListArray.from_arrays(offsets, values, mask=mask)
 
 
-def make_features_udf(opts: ExtractOptions):
-    """The Arrow UDF (path, length, content) -> struct of FEATURES_TYPE for these options.
+def file_features(batch: pa.RecordBatch, opts: ExtractOptions) -> pa.RecordBatch:
+    """A batch of listed files (path, length, modificationTime, content) -> the file columns
+    and every feature (FILE_FEATURES_TYPE), one row per file, in order.
 
     ``content`` may be null: the executor then reads the file itself (``read_uri``).
     """
+    paths, lengths = batch.column("path").to_pylist(), batch.column("length").to_pylist()
+    rows = [
+        file_row(size, data.as_py if data.is_valid else partial(read_uri, uri), opts)
+        for uri, size, data in zip(paths, lengths, batch.column("content"), strict=True)
+    ]
+    files = [batch.column(f.name) for f in FILE_FIELDS]
+    return pa.RecordBatch.from_arrays(
+        files + rows_to_arrow(rows).flatten(), names=FILE_FEATURES_TYPE.fieldNames()
+    )
 
-    @F.arrow_udf(FEATURES_TYPE)
-    def image_features(path: pa.Array, length: pa.Array, content: pa.Array) -> pa.Array:
-        rows = []
-        for uri, size, data in zip(path.to_pylist(), length.to_pylist(), content, strict=True):
-            if data.is_valid:
-                rows.append(file_row(size, data.as_py, opts))
-            else:
-                rows.append(file_row(size, lambda uri=uri: read_uri(uri), opts))
-        return rows_to_arrow(rows)
+
+def make_features_mapper(opts: ExtractOptions):
+    """The function for ``mapInArrow(..., FILE_FEATURES_TYPE)`` with these options.
+
+    mapInArrow rather than an Arrow UDF: for a UDF, Spark keeps each input row (with its
+    bytes, when Spark read them) in the JVM to join the result back to it; here the file
+    columns travel through Python instead (ds2000 in spark read mode: peak RSS 2.0-2.1 ->
+    1.5-1.6 GB).
+    """
+
+    def image_features(batches):
+        for batch in batches:
+            yield file_features(batch, opts)
 
     return image_features
 

@@ -5,8 +5,8 @@
     ./submit.sh [spark-submit options] -- --input URI --output URI [options]
 
 Extract lists the files (binaryFile metadata), transform computes one row per file in a
-single vectorized Arrow pass (mapInArrow), load writes <output>/images/, then <output>/summary/ and
-<output>/duplicates/ are aggregated in Spark from what was written.
+single vectorized Arrow pass (mapInArrow), load writes <output>/images/, then
+<output>/summary/ and <output>/duplicates/ are aggregated in Spark from what was written.
 """
 
 from __future__ import annotations

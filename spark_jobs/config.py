@@ -153,8 +153,9 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                     "files, spark otherwise) (default: %(default)s)")
     sp.add_argument("--spark-read-max-bytes", type=parse_size, default=parse_size(
                     d("spark_read_max_bytes", "16m")), metavar="SIZE", help="when Spark reads "
-                    "the bytes, larger files are read by the Python worker instead: Spark holds "
-                    "several copies of each file in the JVM heap (default: %(default)s)")
+                    "the bytes, larger files are read by the Python worker instead, where "
+                    "pyarrow reaches the input: Spark holds several copies of each file in the "
+                    "JVM heap (default: %(default)s)")
     sp.add_argument("--task-bytes", type=parse_size, default=parse_size(d("task_bytes", "128m")),
                     metavar="SIZE", help="input bytes per task when planning tasks (default: %(default)s)")
     sp.add_argument("--partitions", type=int, default=0, metavar="N", help="repartition the "

@@ -150,6 +150,23 @@ def _pyarrow_uri(uri: str) -> str:
     return {"s3a": "s3", "s3n": "s3", "gcs": "gs"}.get(scheme, scheme) + "://" + rest
 
 
+def python_can_read(inputs: list[str]) -> bool:
+    """Whether pyarrow's file systems reach every input from here (one metadata request
+    each): the Python workers read files through them (udfs.spark_udf.read_uri)."""
+    from pyarrow import fs
+
+    for uri in inputs:
+        try:
+            filesystem, root = fs.FileSystem.from_uri(_pyarrow_uri(uri))
+            filesystem.get_file_info(root)
+        except Exception as e:  # noqa: BLE001 - no credentials, no libhdfs, unknown scheme...
+            log.warning("pyarrow cannot reach %s (%s): Spark reads every file up to "
+                        "--max-file-bytes, and a file needs several times its size of "
+                        "executor heap", uri, e)
+            return False
+    return True
+
+
 def executor_reads(cfg: JobConfig) -> bool:
     """Whether Python workers read the bytes themselves (no JVM -> Python copy of images)."""
     if cfg.read_mode != "auto":
@@ -163,15 +180,18 @@ def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, subset: 
     Spark reads only files of at most --spark-read-max-bytes: it holds each file's bytes
     several times in the JVM while handing them to Python (on the heap the bytes read and
     the scanned row, grown by doubling; off it the Arrow batch), so larger files, up to
-    --max-file-bytes, are read by the Python worker as in executor mode; larger ones still
-    are never read. Spark pushes the ``length`` filter into the binaryFile scan, so the
-    bytes of the files it skips are not read.
+    --max-file-bytes, are read by the Python worker as in executor mode, where pyarrow can
+    reach the inputs (else by Spark too); larger ones still are never read. Spark pushes
+    the ``length`` filter into the binaryFile scan, so the bytes of the files it skips are
+    not read.
     When ``files`` is a subset of the listing (incremental runs after the first), Spark is
     pointed at those files by name, so no other file's content is read.
     """
     if executor_reads(cfg):
         return files.withColumn("content", F.lit(None).cast("binary"))
-    limit = min(cfg.extract.max_file_bytes, cfg.spark_read_max_bytes)
+    limit = cfg.extract.max_file_bytes
+    if cfg.spark_read_max_bytes < limit and python_can_read(cfg.inputs):
+        limit = cfg.spark_read_max_bytes
     by_spark = (F.col("length") > 0) & (F.col("length") <= limit)
     rest = files.where(~by_spark).withColumn("content", F.lit(None).cast("binary"))
     if subset:

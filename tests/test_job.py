@@ -166,7 +166,7 @@ def test_spark_and_executor_read_modes_agree(spark, tmp_path):
     assert too_large == {"mate-dune.jpg", "skimage-astronaut.png"}  # the two files > 500 KiB
 
 
-def test_spark_reads_only_files_up_to_its_limit(spark):
+def test_spark_reads_only_files_up_to_its_limit(spark, monkeypatch):
     from spark_jobs import reading
     from spark_jobs.config import parse_args
 
@@ -183,6 +183,17 @@ def test_spark_reads_only_files_up_to_its_limit(spark):
     assert {name for name, (_, read) in by_spark.items() if read} == small
     by_python = read_by_spark("--read-mode", "executor")
     assert by_python.keys() == by_spark.keys() and not any(r for _, r in by_python.values())
+    # Where Python cannot reach the store, Spark reads the large files too, as it must.
+    monkeypatch.setattr(reading, "python_can_read", lambda inputs: False)
+    unreachable = read_by_spark("--read-mode", "spark", "--spark-read-max-bytes", "100k")
+    assert {name for name, (_, read) in unreachable.items() if read} == small | large
+
+
+def test_python_can_read_probes_each_input(tmp_path):
+    from spark_jobs.reading import python_can_read
+
+    assert python_can_read([str(tmp_path), f"file:{tmp_path}"])
+    assert not python_can_read([str(tmp_path), "har:///archive.har/images"])  # Hadoop only
 
 
 def test_duplicates_table_groups_identical_files(spark, tmp_path):

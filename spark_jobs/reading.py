@@ -122,8 +122,7 @@ def empty_files(inputs: list[str], glob: str) -> list[tuple]:
     for uri in inputs:
         scheme = uri.split("://", 1)[0] if "://" in uri else "file"
         try:
-            filesystem, root = fs.FileSystem.from_uri(_pyarrow_uri(uri))
-            info = filesystem.get_file_info(root)
+            filesystem, root, info = _pyarrow_root(uri)
             infos = (
                 filesystem.get_file_info(fs.FileSelector(root, recursive=True))
                 if info.type == fs.FileType.Directory else [info]
@@ -142,6 +141,14 @@ def empty_files(inputs: list[str], glob: str) -> list[tuple]:
     return found
 
 
+def _pyarrow_root(uri: str):
+    """(pyarrow file system, path, FileInfo) of an input named as Spark names it."""
+    from pyarrow import fs
+
+    filesystem, root = fs.FileSystem.from_uri(_pyarrow_uri(uri))
+    return filesystem, root, filesystem.get_file_info(root)
+
+
 def _pyarrow_uri(uri: str) -> str:
     if uri.startswith("file:") or "://" not in uri:
         path = uri[5:] if uri.startswith("file:") else uri
@@ -153,12 +160,9 @@ def _pyarrow_uri(uri: str) -> str:
 def python_can_read(inputs: list[str]) -> bool:
     """Whether pyarrow's file systems reach every input from here (one metadata request
     each): the Python workers read files through them (udfs.spark_udf.read_uri)."""
-    from pyarrow import fs
-
     for uri in inputs:
         try:
-            filesystem, root = fs.FileSystem.from_uri(_pyarrow_uri(uri))
-            filesystem.get_file_info(root)
+            _pyarrow_root(uri)
         except Exception as e:  # noqa: BLE001 - no credentials, no libhdfs, unknown scheme...
             log.warning("pyarrow cannot reach %s (%s): Spark reads every file up to "
                         "--max-file-bytes, and a file needs several times its size of "

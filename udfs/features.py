@@ -11,6 +11,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from udfs.resample import lanczos_resize
+
 _LEVELS = np.arange(256, dtype=np.float64)
 # Rows per block of the Laplacian: small enough that the int16/int32 temporaries stay in cache
 # and memory stays bounded on 50 MP images, large enough to amortise numpy call overhead; at
@@ -83,14 +85,15 @@ def _laplacian_sum(a: np.ndarray) -> int:
     return r0 + r3 - r1 - r2 + c0 + c3 - c1 - c2
 
 
-def dhash(gray: Image.Image) -> str:
-    """Difference hash as 16 hex digits, equal to ``str(imagehash.dhash(gray))``.
+def dhash(gray: np.ndarray) -> str:
+    """Difference hash as 16 hex digits, equal to ``str(imagehash.dhash(image))``.
 
-    The image is resized to 9 x 8 with Lanczos; bit (r, c) is set when pixel (r, c + 1) is
-    brighter than pixel (r, c); bits are read row-major, the first one most significant.
+    The image is resized to 9 x 8 with Lanczos (Pillow's, computed by ``udfs.resample``); bit
+    (r, c) is set when pixel (r, c + 1) is brighter than pixel (r, c); bits are read
+    row-major, the first one most significant.
     (Krawetz, "Kind of like that", 2013; imagehash.dhash.)
     """
-    px = np.asarray(gray.resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
+    px = lanczos_resize(gray, 9, 8).astype(np.int16)
     bits = (px[:, 1:] > px[:, :-1]).ravel()
     return f"{int(np.packbits(bits).view('>u8')[0]):016x}"
 
@@ -99,11 +102,12 @@ def gray_features(gray: Image.Image) -> dict:
     """Every brightness and texture feature of a mode-L analysis image, as a dict."""
     hist = histogram(gray)
     mean, std = mean_std(hist)
+    pixels = np.asarray(gray)
     return {
         "gray_mean": mean,
         "gray_std": std,
         "gray_hist": hist,
         "entropy": entropy(hist),
-        "sharpness": laplacian_variance(np.asarray(gray)),
-        "dhash": dhash(gray),
+        "sharpness": laplacian_variance(pixels),
+        "dhash": dhash(pixels),
     }

@@ -94,20 +94,23 @@ def _weights(in_size: int, out_size: int) -> np.ndarray:
     first = np.maximum((centers - support + 0.5).astype(np.int64), 0)
     stop = np.minimum((centers + support + 0.5).astype(np.int64), in_size)
     index = np.arange(in_size)[:, None]
-    inside = (index >= first) & (index < stop)
-    w = np.where(inside, _lanczos((index - centers + 0.5) * (1.0 / filterscale)), 0.0)
+    x = (index - centers + 0.5) * (1.0 / filterscale)
+    w = _sinc(x)
+    w *= _sinc(x / 3)
+    w *= (index >= first) & (index < stop) & (x >= -3.0) & (x < 3.0)  # Lanczos-3, the window
     total = np.cumsum(w, axis=0)[-1]  # summed in order, as Pillow does (np.sum pairs terms)
-    w = np.divide(w, total, out=w, where=total != 0.0)
+    np.divide(w, total, out=w, where=total != 0.0)
     # (int)(w * 2**22 + 0.5) for w >= 0, (int)(w * 2**22 - 0.5) below: truncated toward zero.
-    return np.trunc(np.where(w < 0, w * _SCALE - 0.5, w * _SCALE + 0.5))
-
-
-def _lanczos(x: np.ndarray) -> np.ndarray:
-    """sinc(x) * sinc(x / 3) for -3 <= x < 3, else 0 (Resample.c ``lanczos_filter``)."""
-    return np.where((x >= -3.0) & (x < 3.0), _sinc(x) * _sinc(x / 3), 0.0)
+    w *= _SCALE
+    w += np.copysign(0.5, w)
+    return np.trunc(w, out=w)
 
 
 def _sinc(x: np.ndarray) -> np.ndarray:
+    """sin(pi x) / (pi x), 1 at 0 (Resample.c ``sinc_filter``)."""
     px = x * math.pi
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(x == 0.0, 1.0, np.sin(px) / px)
+        s = np.sin(px)
+        s /= px
+    s[x == 0.0] = 1.0
+    return s

@@ -6,9 +6,11 @@ Here each pass is one float64 matrix product (BLAS) with Pillow's own fixed-poin
 2.9 ms, and the same pixels (``tests/test_resample.py`` compares with ``Image.resize``).
 
 Why the result is exact: Pillow's weights are integers scaled by 2**22 (``Resample.c``,
-``PRECISION_BITS``), pixels are integers <= 255, and every partial sum stays below 2**31 (Pillow
-sums in a C int): float64 holds all of them exactly, so BLAS's summation order cannot change
-a sum. Each pass then rounds as Pillow's ``clip8`` does: add 2**21, shift right by 22, clamp.
+``PRECISION_BITS``) and pixels are integers <= 255, so every product is an integer and the
+products' absolute values add up to less than 2**31 (255 x 2**22 x the weights' absolute sum,
+~1.3; Pillow sums them in a C int). Every partial sum, in whatever order BLAS adds, is then an
+integer float64 holds exactly. Each pass rounds as Pillow's ``clip8`` does: add 2**21, shift
+right by 22, clamp to 0..255.
 """
 
 from __future__ import annotations

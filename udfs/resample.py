@@ -71,10 +71,11 @@ def _horizontal(a: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _vertical(a: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    cols = max(1, _BLOCK_BYTES // (8 * a.shape[0]))
-    out = np.empty((weights.shape[1], a.shape[1]))
-    for c in range(0, a.shape[1], cols):
-        np.matmul(weights.T, a[:, c : c + cols].astype(np.float64), out=out[:, c : c + cols])
+    # Row blocks (contiguous), their products added up: still exact integer sums.
+    rows = max(1, _BLOCK_BYTES // (8 * a.shape[1]))
+    out = np.zeros((weights.shape[1], a.shape[1]))
+    for r in range(0, a.shape[0], rows):
+        out += weights[r : r + rows].T @ a[r : r + rows].astype(np.float64)
     return _round(out)
 
 

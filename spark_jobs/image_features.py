@@ -23,6 +23,7 @@ from spark_jobs.config import JobConfig, parse_args
 from udfs.errors import ERROR_KINDS
 
 log = logging.getLogger("spark_jobs.image_features")
+PRINTED_LABELS = 40  # rows of the per-label table printed at the end of a run
 
 
 def new_run_id() -> str:
@@ -167,13 +168,24 @@ def print_report(spark, cfg: JobConfig, run_id: str, counts: dict) -> None:
     print(f"run {run_id}: {counts['listed']} files listed, {counts['processed']} processed "
           f"({counts['ok']} ok, {counts['error']} with errors{f': {kinds}' if kinds else ''}), "
           f"{counts['skipped']} unchanged, {counts['deleted']} deleted")
+    from pyspark.sql import functions as F
+
     summary = spark.read.parquet(writing.table_uri(cfg.output, "summary"))
-    # one row per label (folder names, not files): small enough to print
-    rows = summary.select("label", "n_files", "n_ok", "n_error", "mean_gray").collect()
+    # The total row (label null) and the first labels by name: a lake can hold millions of
+    # folders, so the driver takes a bounded number of rows; the rest stay in summary/.
+    rows = (
+        summary.select("label", "n_files", "n_ok", "n_error", "mean_gray")
+        .orderBy(F.col("label").isNotNull(), "label")
+        .limit(PRINTED_LABELS + 2)
+        .collect()
+    )
+    total, labels = rows[:1], rows[1:]
     print(f"{'label':<16} {'files':>6} {'ok':>6} {'errors':>6} {'mean gray':>10}")
-    for r in sorted(rows, key=lambda r: (r["label"] is None, r["label"] or "")):
+    for r in labels[:PRINTED_LABELS] + total:
         mean = "" if r["mean_gray"] is None else f"{r['mean_gray']:.1f}"
         print(f"{r['label'] or '(all)':<16} {r['n_files']:>6} {r['n_ok']:>6} {r['n_error']:>6} {mean:>10}")
+    if len(labels) > PRINTED_LABELS:
+        print(f"(more labels than {PRINTED_LABELS}: every one is in summary/)")
     for name in ("images", "summary", "duplicates"):
         print(f"{name + ':':<12} {writing.table_uri(cfg.output, name)}")
 

@@ -218,3 +218,24 @@ def test_bad_arguments_exit_2(tmp_path):
     with pytest.raises(SystemExit) as e:
         run_job("--input", "x", "--output", str(tmp_path), "--max-side", "-1")
     assert e.value.code == 2
+
+
+def test_report_prints_a_bounded_label_table(spark, tmp_path, capsys):
+    from spark_jobs.config import parse_args
+    from spark_jobs.image_features import PRINTED_LABELS, print_report
+
+    out = tmp_path / "out"
+    labels = [(f"folder{i:03d}", 2, 2, 0, 100.0) for i in range(PRINTED_LABELS + 5)]
+    rows = [*labels, (None, 2 * len(labels), 2 * len(labels), 0, 100.0)]
+    schema = "label string, n_files long, n_ok long, n_error long, mean_gray double"
+    spark.createDataFrame(rows, schema).write.parquet(str(out / "summary" / "run_id=r1"))
+    cfg = parse_args(["--input", str(SAMPLES), "--output", str(out)])
+    counts = {"listed": 90, "processed": 90, "ok": 90, "error": 0, "skipped": 0, "deleted": 0}
+    print_report(spark, cfg, "r1", {**counts, "errors": {}})
+    lines = capsys.readouterr().out.splitlines()
+    printed = [line.split()[0] for line in lines if line.startswith("folder")]
+    assert printed == [f"folder{i:03d}" for i in range(PRINTED_LABELS)]
+    total = next(i for i, line in enumerate(lines) if line.startswith("(all)"))
+    assert lines[total].split()[1] == str(2 * len(labels))
+    assert lines[total - 1].startswith(f"folder{PRINTED_LABELS - 1:03d}")
+    assert f"more labels than {PRINTED_LABELS}" in lines[total + 1]

@@ -196,6 +196,38 @@ def test_python_can_read_probes_each_input(tmp_path):
     assert not python_can_read([str(tmp_path), "har:///archive.har/images"])  # Hadoop only
 
 
+@pytest.mark.parametrize("env", ["local", "standalone", "yarn", "kubernetes", "cluster"])
+def test_listing_many_folders_takes_few_tasks(spark, tmp_path, env):
+    """Spark lists more than 32 folders in a job of one task per folder unless told how many
+    tasks to use: each profile says it, and the listing still finds every file."""
+    from spark_jobs import reading
+    from spark_jobs.config import parse_args
+    from spark_jobs.session import local_properties
+
+    key = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+    most = int(local_properties(env)[key])
+    folders = 100
+    assert most < folders  # else even one task per folder would pass
+    for i in range(folders):
+        (tmp_path / f"f{i:03d}").mkdir()
+        (tmp_path / f"f{i:03d}" / "a.jpg").write_bytes(b"not decoded: listing only")
+    sc = spark.sparkContext
+    group = f"listing-{env}"
+    saved = spark.conf.get(key)
+    spark.conf.set(key, str(most))
+    sc.setJobGroup(group, "listing test")
+    try:
+        files = reading.list_files(spark, parse_args(["--input", str(tmp_path), "--output", "/unused"]))
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+        spark.conf.set(key, saved)
+    assert files.count() == folders
+    tracker = sc.statusTracker()
+    stages = [s for j in tracker.getJobIdsForGroup(group) for s in tracker.getJobInfo(j).stageIds]
+    assert stages  # the listing ran as a Spark job
+    assert sum(tracker.getStageInfo(s).numTasks for s in stages) <= most
+
+
 def test_duplicates_table_groups_identical_files(spark, tmp_path):
     inp = tmp_path / "in"
     (inp / "a").mkdir(parents=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the image-feature job side by side with the reference peers.
 
-    .venv/bin/python benchmarks/run_benchmark.py [--suite standard|large|small|rerun|scale] [--rounds N]
+    .venv/bin/python benchmarks/run_benchmark.py [--suite standard|large|small|rerun|scale|folders] [--rounds N]
 
 Suites (datasets are made on first use; benchmarks may use ../shared, product code may not):
   standard  /tmp/ds300 and /tmp/ds2000 (make_dataset.py --count 300|2000 --seed 7), both
@@ -15,11 +15,16 @@ Suites (datasets are made on first use; benchmarks may use ../shared, product co
   scale     /tmp/ds2000 and /tmp/ds20000 (--count 20000 --seed 7: 12 GB, its first 2000 files
             are ds2000's), both variants: the cost where the issue says "from ~20,000 images
             on", measured instead of extrapolated from 300 and 2000.
+  folders   /tmp/thumbs10k_f1000 (make_thumbnails.py --count 10000 --folders 1000): listing
+            many folders (ours), and an incremental run where Spark reads the bytes and finds
+            half the files new, so that it names 5000 files to Spark (ours-increment).
 
 Systems, run round-robin (the order rotates by one each round, so drift hits all alike):
   ours          python -m spark_jobs.image_features --input DS --output OUT --max-side 512|0
   ours-noop     the same with --incremental, timed on an output that already holds every file
                 (made once per dataset and variant by an untimed incremental run)
+  ours-increment  --incremental --read-mode spark, timed on a copy of an output that holds the
+                files with an even number (made once by an untimed run with --glob '*[02468].jpg')
   pool2         ../shared/bench/peers/pool.py (multiprocessing.Pool(2) + Pillow)
   floor-pillow  ../shared/bench/peers/floor.py --decoder pillow (decode only, 2 processes)
   spark-naive   ../shared/bench/peers/spark_pandas_udf.py (binaryFile + pandas UDF; on request:
@@ -67,29 +72,36 @@ PEER_PY = PY  # --peer-python: a Python with ray / daft installed (not dependenc
 ENGINE_PEERS = {"ray-data": "ray_data.py", "daft": "daft_job.py"}
 VARIANTS = {"reduced": "512", "full": "0"}
 EXTS = (".jpg", ".jpeg", ".png", ".webp")
+MAKE_DATASET = SHARED / "make_dataset.py"
+MAKE_THUMBNAILS = HERE / "make_thumbnails.py"
+HALF = "*[02468].jpg"  # thumbnails with an even number: what ours-increment finds already done
 SUITES = {
-    # name: ([(dataset dir, how to make it)], variants, systems, rounds)
-    "standard": ([("/tmp/ds300", ["--count", "300", "--seed", "7"]),
-                  ("/tmp/ds2000", ["--count", "2000", "--seed", "7"])],
+    # name: ([(dataset dir, (script that makes it, its arguments))], variants, systems, rounds)
+    "standard": ([("/tmp/ds300", (MAKE_DATASET, ["--count", "300", "--seed", "7"])),
+                  ("/tmp/ds2000", (MAKE_DATASET, ["--count", "2000", "--seed", "7"]))],
                  ["reduced", "full"], ["ours", "pool2", "floor-pillow"], 3),
-    "large": ([("/tmp/ds300_large20", ["--count", "300", "--seed", "7", "--large", "20"])],
+    "large": ([("/tmp/ds300_large20", (MAKE_DATASET, ["--count", "300", "--seed", "7", "--large", "20"]))],
               ["reduced", "full"], ["ours", "pool2", "floor-pillow"], 1),
-    "small": ([("/tmp/thumbs100k", None)], ["reduced"], ["ours", "pool2", "floor-pillow"], 1),
-    "rerun": ([("/tmp/ds300", ["--count", "300", "--seed", "7"]),
-               ("/tmp/ds2000", ["--count", "2000", "--seed", "7"])], ["reduced"], ["ours-noop"], 3),
-    "scale": ([("/tmp/ds2000", ["--count", "2000", "--seed", "7"]),
-               ("/tmp/ds20000", ["--count", "20000", "--seed", "7"])],
+    "small": ([("/tmp/thumbs100k", (MAKE_THUMBNAILS, ["--count", "100000", "--seed", "7"]))],
+              ["reduced"], ["ours", "pool2", "floor-pillow"], 1),
+    "rerun": ([("/tmp/ds300", (MAKE_DATASET, ["--count", "300", "--seed", "7"])),
+               ("/tmp/ds2000", (MAKE_DATASET, ["--count", "2000", "--seed", "7"]))], ["reduced"], ["ours-noop"], 3),
+    "scale": ([("/tmp/ds2000", (MAKE_DATASET, ["--count", "2000", "--seed", "7"])),
+               ("/tmp/ds20000", (MAKE_DATASET, ["--count", "20000", "--seed", "7"]))],
               ["reduced", "full"], ["ours", "pool2"], 1),
+    "folders": ([("/tmp/thumbs10k_f1000", (MAKE_THUMBNAILS, ["--count", "10000", "--seed", "7",
+                                                             "--folders", "1000"]))],
+                ["reduced"], ["ours", "ours-increment"], 3),
 }
 
 
-def make_dataset(path: str, how: list[str] | None) -> None:
+def make_dataset(path: str, how: tuple[Path, list[str]] | None) -> None:
     if os.path.isdir(path):
         return
     if how is None:
-        argv = [PY, str(HERE / "make_thumbnails.py"), path, "--count", "100000", "--seed", "7"]
-    else:
-        argv = [PY, str(SHARED / "make_dataset.py"), path, *how]
+        raise SystemExit(f"{path} does not exist, and no suite says how to make it")
+    script, args = how
+    argv = [PY, str(script), path, *args]
     print("making", path, ":", " ".join(argv), flush=True)
     subprocess.run(argv, check=True)
 
@@ -119,6 +131,8 @@ def command(system: str, dataset: str, variant: str, out: str, job_args: list[st
                 "--max-side", VARIANTS[variant], *job_args]
     if system == "ours-noop":
         return [*command("ours", dataset, variant, out, job_args), "--incremental"]
+    if system == "ours-increment":
+        return [*command("ours-noop", dataset, variant, out, job_args), "--read-mode", "spark"]
     if system == "pool2":
         return [PY, str(PEERS / "pool.py"), dataset, out, "--variant", variant]
     if system == "floor-pillow":
@@ -130,6 +144,26 @@ def command(system: str, dataset: str, variant: str, out: str, job_args: list[st
     if system in ENGINE_PEERS:  # need their engine, installed apart (--peer-python)
         return [PEER_PY, str(PEERS / ENGINE_PEERS[system]), dataset, out, "--variant", variant]
     raise ValueError(system)
+
+
+def prepare_output(system: str, dataset: str, variant: str, out: str, job_args: list[str],
+                   first_round: bool, env: dict) -> None:
+    """The state a timed run starts from, made by untimed runs: nothing, or for the scheduled
+    runs what they find (ours-noop: every file done; ours-increment: the even half)."""
+    if system == "ours-noop":  # a no-op run changes nothing: made once
+        if first_round:
+            shutil.rmtree(out, ignore_errors=True)
+            subprocess.run(command(system, dataset, variant, out, job_args), env=env, check=True,
+                           capture_output=True)
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    if system == "ours-increment":  # each run commits the other half: start again from a copy
+        base = out + "-base"
+        if first_round:
+            shutil.rmtree(base, ignore_errors=True)
+            subprocess.run([*command(system, dataset, variant, base, job_args), "--glob", HALF],
+                           env=env, check=True, capture_output=True)
+        shutil.copytree(base, out)
 
 
 def _forked_jvm(p: psutil.Process) -> bool:
@@ -298,7 +332,7 @@ def summarize(recs: list[dict], suite: str, datasets: list[dict], compares: list
              "| CPU s | peak RSS tree MB | x pool2 | x floor | x ours |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     medians = {}
-    order = {"ours": 0, "ours-noop": 0, "pool2": 1, "floor-pillow": 2, "spark-naive": 3, "ray-data": 4, "daft": 5}
+    order = {"ours": 0, "ours-noop": 0, "ours-increment": 0, "pool2": 1, "floor-pillow": 2, "spark-naive": 3, "ray-data": 4, "daft": 5}
     for key in sorted(groups, key=lambda k: (stats[k[0]]["files"], k[1] != "reduced", order.get(k[2], 9))):
         ds, v, name = key
         rs = groups[key]
@@ -359,11 +393,11 @@ def write_section(md: Path, suite: str, section: str) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--suite", choices=SUITES, default="standard")
-    p.add_argument("--rounds", type=int, help="rounds (default: 3 standard and rerun, 1 large, small and scale)")
+    p.add_argument("--rounds", type=int, help="rounds (default: 3 standard, rerun and folders, 1 large, small and scale)")
     p.add_argument("--datasets", nargs="+", help="override the suite's dataset folders")
     p.add_argument("--variants", nargs="+", choices=VARIANTS)
     p.add_argument("--systems", nargs="+",
-                   choices=("ours", "ours-noop", "pool2", "floor-pillow", "spark-naive", *ENGINE_PEERS))
+                   choices=("ours", "ours-noop", "ours-increment", "pool2", "floor-pillow", "spark-naive", *ENGINE_PEERS))
     p.add_argument("--peer-python", default=PY, help="Python that runs the ray-data and daft peers "
                    "(e.g. a venv with: pip install 'ray[data]' daft pillow numpy pyarrow pandas imagehash)")
     p.add_argument("--job-args", default="", help="extra arguments for our job, e.g. '--conf k=v'")
@@ -404,10 +438,7 @@ def main() -> int:
                     for system in systems[k:] + systems[:k]:
                         out = f"{a.work}/{os.path.basename(ds['dataset'])}/{v}/{system}"
                         argv = command(system, ds["dataset"], v, out, job_args)
-                        if system != "ours-noop" or r == 0:
-                            shutil.rmtree(out, ignore_errors=True)
-                        if system == "ours-noop" and r == 0:  # the state a rerun finds, untimed
-                            subprocess.run(argv, env=env, check=True, capture_output=True)
+                        prepare_output(system, ds["dataset"], v, out, job_args, r == 0, env)
                         rec = run_one(argv, env)
                         if system.startswith("ours"):
                             rec["stages_s"] = job_stages(out)

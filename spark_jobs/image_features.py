@@ -64,7 +64,7 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
     from spark_jobs import incremental, reading, transform, writing
 
     reading.plan_tasks(spark, cfg.task_bytes)
-    files = reading.list_files(spark, cfg)
+    files, source = reading.list_files(spark, cfg)
     current = gone = listing = None
     if cfg.incremental:
         listing = Observation("listing")
@@ -75,7 +75,7 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
         files = incremental.new_work(files.observe(listing, F.count(F.lit(1)).alias("n")), current)
     if cfg.partitions:
         files = files.repartition(cfg.partitions, "path")
-    files = reading.with_content(spark, cfg, files, subset=current is not None)
+    files = reading.with_content(spark, cfg, files, source, subset=current is not None)
     images = transform.image_table(files, cfg.extract)
     if gone is not None:
         images = images.unionByName(gone)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -56,18 +58,31 @@ def plan_tasks(spark: SparkSession, task_bytes: int) -> None:
     spark.conf.set("spark.sql.files.minPartitionNum", str(MIN_TASKS_PER_CORE * cores))
 
 
-def list_files(spark: SparkSession, cfg: JobConfig) -> DataFrame:
-    """path, length, modificationTime of every matching file; no content is read.
+class Listing(NamedTuple):
+    """One listing of the inputs: the files to process, and the relation to read them from."""
 
-    Spark's file index drops 0-byte files, so those are found by a second, metadata-only
-    listing (``empty_files``) and added: every file gets its row.
+    files: DataFrame  # path, length, modificationTime of every matching file, 0-byte ones too
+    source: DataFrame  # the binaryFile relation listed; Spark reads ``content`` where selected
+
+
+def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
+    """Every matching file's metadata; no content is read.
+
+    Spark lists the inputs once, here (``source`` is read from without listing again). Its
+    file index drops 0-byte files, so those are found by a second, metadata-only listing
+    (``empty_files``) and added: every file gets its row.
     """
-    files = _reader(spark, cfg.glob).load(cfg.inputs).select(*METADATA)
-    empty = empty_files(cfg.inputs, cfg.glob)
+    # Both listings wait on the file system (on an object store, pages of LIST requests):
+    # run them side by side.
+    with ThreadPoolExecutor(1) as pool:
+        empty_listing = pool.submit(empty_files, cfg.inputs, cfg.glob)
+        source = _reader(spark, cfg.glob).load(cfg.inputs)
+        empty = empty_listing.result()
+    files = source.select(*METADATA)
     if empty:
         log.info("%d empty file(s) listed", len(empty))
         files = files.unionByName(spark.createDataFrame(_arrow_table(empty), METADATA_SCHEMA))
-    return files
+    return Listing(files, source)
 
 
 def _arrow_table(rows: list[tuple]):
@@ -178,7 +193,8 @@ def executor_reads(cfg: JobConfig) -> bool:
     return all(uri.startswith(("/", "file:")) for uri in cfg.inputs)
 
 
-def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, subset: bool = False) -> DataFrame:
+def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, source: DataFrame,
+                 subset: bool = False) -> DataFrame:
     """Add a ``content`` column: the bytes when Spark reads them, null when executors will.
 
     Spark reads only files of at most --spark-read-max-bytes: it holds each file's bytes
@@ -188,8 +204,10 @@ def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, subset: 
     reach the inputs (else by Spark too); larger ones still are never read. Spark pushes
     the ``length`` filter into the binaryFile scan, so the bytes of the files it skips are
     not read.
-    When ``files`` is a subset of the listing (incremental runs after the first), Spark is
-    pointed at those files by name, so no other file's content is read.
+    ``source`` is the listing's binaryFile relation (``Listing.source``): Spark reads from it
+    without listing the inputs again. When ``files`` is a subset of the listing (incremental
+    runs after the first), Spark is pointed at those files by name instead, so no other
+    file's content is read.
     """
     if executor_reads(cfg):
         return files.withColumn("content", F.lit(None).cast("binary"))
@@ -205,8 +223,6 @@ def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, subset: 
         if not paths:
             return rest
         source = _reader(spark, "*").load(paths)
-    else:
-        source = _reader(spark, cfg.glob).load(cfg.inputs)
     small = source.where(by_spark).select(*METADATA, "content")
     return small.unionByName(rest)
 

@@ -172,8 +172,8 @@ def test_spark_reads_only_files_up_to_its_limit(spark, monkeypatch):
 
     def read_by_spark(*options: str) -> dict[str, tuple[int, bool]]:
         cfg = parse_args(["--input", str(SAMPLES), "--output", "/unused", *options])
-        files = reading.list_files(spark, cfg)
-        df = reading.with_content(spark, cfg, files).select("path", "length", "content")
+        files, source = reading.list_files(spark, cfg)
+        df = reading.with_content(spark, cfg, files, source).select("path", "length", "content")
         return {local(r.path).name: (r.length, r.content is not None) for r in df.collect()}
 
     by_spark = read_by_spark("--read-mode", "spark", "--spark-read-max-bytes", "100k")
@@ -187,6 +187,20 @@ def test_spark_reads_only_files_up_to_its_limit(spark, monkeypatch):
     monkeypatch.setattr(reading, "python_can_read", lambda inputs: False)
     unreachable = read_by_spark("--read-mode", "spark", "--spark-read-max-bytes", "100k")
     assert {name for name, (_, read) in unreachable.items() if read} == small | large
+
+
+def test_spark_reads_the_bytes_from_its_one_listing(spark, tmp_path, monkeypatch):
+    """On an object store every listing of the inputs is a pass of LIST requests."""
+    from spark_jobs import reading
+
+    loads = []
+    reader = reading._reader
+    monkeypatch.setattr(reading, "_reader", lambda *a: loads.append(a) or reader(*a))
+    out = tmp_path / "out"
+    assert run_job("--input", str(SAMPLES), "--output", str(out), "--read-mode", "spark") == 0
+    assert len(loads) == 1
+    read = spark.read.parquet(str(out / "images")).where("content_sha256 IS NOT NULL").count()
+    assert read == sum(1 for p in SAMPLES.rglob("*.[jp][pn]g") if p.stat().st_size > 0)
 
 
 def test_python_can_read_probes_each_input(tmp_path):
@@ -217,7 +231,7 @@ def test_listing_many_folders_takes_few_tasks(spark, tmp_path, env):
     spark.conf.set(key, str(most))
     sc.setJobGroup(group, "listing test")
     try:
-        files = reading.list_files(spark, parse_args(["--input", str(tmp_path), "--output", "/unused"]))
+        files = reading.list_files(spark, parse_args(["--input", str(tmp_path), "--output", "/unused"])).files
     finally:
         sc.setLocalProperty("spark.jobGroup.id", None)
         spark.conf.set(key, saved)

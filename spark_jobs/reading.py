@@ -222,9 +222,20 @@ def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, source: 
         paths = [glob_escape(r.path) for r in files.where(by_spark).select("path").collect()]
         if not paths:
             return rest
-        source = _reader(spark, "*").load(paths)
+        source = _read_named(spark, paths)
     small = source.where(by_spark).select(*METADATA, "content")
     return small.unionByName(rest)
+
+
+def _read_named(spark: SparkSession, paths: list[str]) -> DataFrame:
+    """binaryFile over exactly these files: PySpark's ``load(paths)``, except that the names
+    cross to the JVM as one string, split there; py4j sends a list one element per call
+    (100,000 names: 7.3 s, against 0.1 s as one string)."""
+    jvm = spark.sparkContext._jvm
+    nul = "\0"  # the one character no file system allows in a name
+    names = jvm.java.util.regex.Pattern.compile(nul).splitAsStream(nul.join(paths)).toList()
+    reader = _reader(spark, "*")
+    return reader._df(reader._jreader.load(jvm.PythonUtils.toSeq(names)))
 
 
 def glob_escape(path: str) -> str:

@@ -203,6 +203,20 @@ def test_spark_reads_the_bytes_from_its_one_listing(spark, tmp_path, monkeypatch
     assert read == sum(1 for p in SAMPLES.rglob("*.[jp][pn]g") if p.stat().st_size > 0)
 
 
+def test_files_named_to_spark_are_read_exactly(spark, tmp_path):
+    """An increment's files, named to Spark one by one: odd names stay literal (glob
+    characters, spaces, '#', non-ASCII), and no other file is read."""
+    from spark_jobs import reading
+
+    names = ["a[1].jpg", "b*?.jpg", "c {x,y}.jpg", "d#e f.jpg", "é\\g.jpg", "plain.jpg", "other.jpg"]
+    for i, name in enumerate(names):
+        (tmp_path / name).write_bytes(bytes([i]) * (i + 1))
+    wanted = [f"file:{tmp_path / n}" for n in names[:-1]]
+    df = reading._read_named(spark, [reading.glob_escape(p) for p in wanted])
+    got = {r.path: bytes(r.content) for r in df.select("path", "content").collect()}
+    assert got == {p: bytes([i]) * (i + 1) for i, p in enumerate(wanted)}
+
+
 def test_python_can_read_probes_each_input(tmp_path):
     from spark_jobs.reading import python_can_read
 

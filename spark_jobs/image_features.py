@@ -80,8 +80,11 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
     if gone is not None:
         images = images.unionByName(gone)
     observed = Observation("run")
-    staged = writing.stage_run(images.observe(observed, *transform.run_metrics()),
-                               cfg.output, "images", run_id)
+    # Written as it is, each image task would leave a file of a few hundred rows (a million
+    # images: thousands of 100 KB files). The rows, never the image bytes, are shuffled into
+    # spark.sql.shuffle.partitions files, which adaptive execution merges further.
+    rows = images.observe(observed, *transform.run_metrics()).repartition("path")
+    staged = writing.stage_run(rows, cfg.output, "images", run_id)
     metrics = dict(observed.get)
     metrics["n_listed"] = listing.get["n"] if listing is not None else metrics["n_processed"]
     if current is not None and not (metrics["n_processed"] or metrics["n_deleted"]):

@@ -47,8 +47,8 @@ def plan_tasks(spark: SparkSession, task_bytes: int) -> None:
     """Size-balanced tasks straight from the listing: Spark packs files (largest first) into
     splits of about ``task_bytes``, so no shuffle is needed to spread the work.
 
-    Every task has a fixed cost (Python worker set-up, one Parquet file written and committed,
-    read back by the aggregates: ~0.1 s of CPU in local mode), so tasks are large (task_bytes),
+    Every task has a fixed cost (Python worker set-up, its share of the rows written out:
+    ~0.1 s of CPU in local mode), so tasks are large (task_bytes),
     but never fewer than MIN_TASKS_PER_CORE per core: Spark cuts splits at
     min(task_bytes, total bytes / minPartitionNum).
     """

@@ -256,6 +256,17 @@ def test_listing_many_folders_takes_few_tasks(spark, tmp_path, env):
     assert sum(tracker.getStageInfo(s).numTasks for s in stages) <= most
 
 
+def test_a_run_writes_few_files_whatever_its_task_count(spark, tmp_path):
+    """One image task per file here (--task-bytes 1k), yet the run's rows land in at most
+    spark.sql.shuffle.partitions files, every row once."""
+    out = tmp_path / "out"
+    assert run_job("--input", str(SAMPLES), "--output", str(out), "--task-bytes", "1k", "--run-id", "r") == 0
+    parts = list((out / "images" / "run_id=r").glob("part-*.parquet"))
+    assert 1 <= len(parts) <= int(spark.conf.get("spark.sql.shuffle.partitions"))
+    paths = [r.path for r in spark.read.parquet(*map(str, parts)).select("path").collect()]
+    assert len(paths) == len(set(paths)) == sum(1 for p in SAMPLES.rglob("*.[jp][pn]g"))
+
+
 def test_duplicates_table_groups_identical_files(spark, tmp_path):
     inp = tmp_path / "in"
     (inp / "a").mkdir(parents=True)

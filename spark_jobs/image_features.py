@@ -82,7 +82,8 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
     observed = Observation("run")
     # Written as it is, each image task would leave a file of a few hundred rows (a million
     # images: thousands of 100 KB files). The rows, never the image bytes, are shuffled into
-    # spark.sql.shuffle.partitions files, which adaptive execution merges further.
+    # spark.sql.shuffle.partitions files (2 locally), which adaptive execution (on in the
+    # cluster profiles) merges further by size.
     rows = images.observe(observed, *transform.run_metrics()).repartition("path")
     staged = writing.stage_run(rows, cfg.output, "images", run_id)
     metrics = dict(observed.get)

@@ -64,7 +64,7 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
     from spark_jobs import incremental, reading, transform, writing
 
     reading.plan_tasks(spark, cfg.task_bytes)
-    files, source = reading.list_files(spark, cfg)
+    files, source, found = reading.list_files(spark, cfg)
     current = gone = listing = None
     if cfg.incremental:
         listing = Observation("listing")
@@ -75,7 +75,8 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
         files = incremental.new_work(files.observe(listing, F.count(F.lit(1)).alias("n")), current)
     if cfg.partitions:
         files = files.repartition(cfg.partitions, "path")
-    files = reading.with_content(spark, cfg, files, source, subset=current is not None)
+    work = files
+    files, counted = reading.with_content(spark, cfg, work, source, subset=current is not None)
     images = transform.image_table(files, cfg.extract)
     if gone is not None:
         images = images.unionByName(gone)
@@ -87,7 +88,17 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
     rows = images.observe(observed, *transform.run_metrics()).repartition("path")
     staged = writing.stage_run(rows, cfg.output, "images", run_id)
     metrics = dict(observed.get)
+    unread = counted.get["n"] - metrics["n_processed"] if counted is not None else 0
+    if unread:
+        log.warning("Spark could not read %d file(s): the Python workers read them again", unread)
+        more = read_skipped(spark, cfg, work, staged)
+        metrics = {k: (v or 0) + (more[k] or 0) for k, v in metrics.items()}
     metrics["n_listed"] = listing.get["n"] if listing is not None else metrics["n_processed"]
+    metrics["n_gone"] = max(0, found - metrics["n_listed"])
+    if metrics["n_gone"]:
+        log.warning("%d file(s) found by the listing were gone or forbidden when the job read "
+                    "them: not in this run (--log-level DEBUG shows Spark's warnings naming "
+                    "them)", metrics["n_gone"])
     if current is not None and not (metrics["n_processed"] or metrics["n_deleted"]):
         # Nothing new, changed or gone: no empty run is added (hourly runs would pile up
         # thousands); a rerun of this id that now finds nothing drops what it committed.
@@ -99,6 +110,22 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
         return metrics, replaced
     writing.commit_run(storage, staged, cfg.output, "images", run_id)
     return metrics, True
+
+
+def read_skipped(spark, cfg: JobConfig, work, staged: str) -> dict:
+    """Add rows to the staged run for the files of ``work`` that Spark skipped, unable to
+    read them (gone since the listing, forbidden, a name Hadoop cannot open): a Python
+    worker reads each again, as in executor read mode, so a file gone or forbidden gets an
+    ``unreadable`` row and a failing file system fails the run. Returns the rows' metrics."""
+    from pyspark.sql import Observation
+
+    from spark_jobs import reading, transform, writing
+
+    skipped = work.join(spark.read.parquet(staged).select("path"), "path", "left_anti")
+    observed = Observation("skipped")
+    images = transform.image_table(reading.read_by_python(skipped), cfg.extract)
+    writing.stage_more(images.observe(observed, *transform.run_metrics()), staged)
+    return observed.get
 
 
 def write_aggregates(spark, storage, cfg: JobConfig, run_id: str) -> None:
@@ -133,6 +160,7 @@ def run_counts(metrics: dict, record) -> dict:
         "deleted": metrics["n_deleted"],
         "error": sum(errors.values()),
         "listed": metrics["n_listed"],
+        "gone": metrics["n_gone"],
     }
     counts["skipped"] = counts["listed"] - counts["processed"]
     record.data["counts"] = counts
@@ -171,7 +199,8 @@ def print_report(spark, cfg: JobConfig, run_id: str, counts: dict) -> None:
     kinds = ", ".join(f"{n} {kind}" for kind, n in counts["errors"].items())
     print(f"run {run_id}: {counts['listed']} files listed, {counts['processed']} processed "
           f"({counts['ok']} ok, {counts['error']} with errors{f': {kinds}' if kinds else ''}), "
-          f"{counts['skipped']} unchanged, {counts['deleted']} deleted")
+          f"{counts['skipped']} unchanged, {counts['deleted']} deleted"
+          + (f", {counts['gone']} gone before they were read" if counts["gone"] else ""))
     from pyspark.sql import functions as F
 
     summary = spark.read.parquet(writing.table_uri(cfg.output, "summary"))

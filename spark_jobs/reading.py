@@ -7,7 +7,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -30,10 +30,17 @@ IGNORED_NAMES = r"^\."
 
 
 def _reader(spark: SparkSession, glob: str):
+    # A file Spark cannot read would fail the whole run: Spark skips it instead. If its
+    # metadata cannot be read either (gone since the listing, forbidden), it is left out of
+    # the run and counted as gone (Listing.found); if only its bytes cannot (forbidden, or a
+    # name Hadoop's local file system cannot open: 'a:b.jpg'), a Python worker reads it
+    # again (image_features.read_skipped), so it keeps its row.
     reader = (
         spark.read.format("binaryFile")
         .option("recursiveFileLookup", "true")
         .option("ignoredPathSegmentRegex", IGNORED_NAMES)
+        .option("ignoreMissingFiles", "true")
+        .option("ignoreCorruptFiles", "true")
     )
     return reader if glob == "*" else reader.option("pathGlobFilter", glob)
 
@@ -63,6 +70,8 @@ class Listing(NamedTuple):
 
     files: DataFrame  # path, length, modificationTime of every matching file, 0-byte ones too
     source: DataFrame  # the binaryFile relation listed; Spark reads ``content`` where selected
+    found: int  # files the listing found, counted on the driver: those ``files`` will not
+    # yield are gone (or forbidden) by the time the job reads them (_reader)
 
 
 def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
@@ -82,7 +91,8 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
     if empty:
         log.info("%d empty file(s) listed", len(empty))
         files = files.unionByName(spark.createDataFrame(_arrow_table(empty), METADATA_SCHEMA))
-    return Listing(files, source)
+    # The file index holds the 0-byte files too; only its scan drops them.
+    return Listing(files, source, len(source._jdf.inputFiles()))
 
 
 def _arrow_table(rows: list[tuple]):
@@ -193,8 +203,13 @@ def executor_reads(cfg: JobConfig) -> bool:
     return all(uri.startswith(("/", "file:")) for uri in cfg.inputs)
 
 
+def read_by_python(files: DataFrame) -> DataFrame:
+    """Add a null ``content`` column: the Python worker reads each file itself."""
+    return files.withColumn("content", F.lit(None).cast("binary"))
+
+
 def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, source: DataFrame,
-                 subset: bool = False) -> DataFrame:
+                 subset: bool = False) -> tuple[DataFrame, Observation | None]:
     """Add a ``content`` column: the bytes when Spark reads them, null when executors will.
 
     Spark reads only files of at most --spark-read-max-bytes: it holds each file's bytes
@@ -208,23 +223,27 @@ def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, source: 
     without listing the inputs again. When ``files`` is a subset of the listing (incremental
     runs after the first), Spark is pointed at those files by name instead, so no other
     file's content is read.
+    When Spark reads, the Observation returned counts ``files`` (``n``) as the job runs:
+    Spark skips the files it cannot read, and fewer rows than that says so.
     """
     if executor_reads(cfg):
-        return files.withColumn("content", F.lit(None).cast("binary"))
+        return read_by_python(files), None
     limit = cfg.extract.max_file_bytes
     if cfg.spark_read_max_bytes < limit and python_can_read(cfg.inputs):
         limit = cfg.spark_read_max_bytes
     by_spark = (F.col("length") > 0) & (F.col("length") <= limit)
-    rest = files.where(~by_spark).withColumn("content", F.lit(None).cast("binary"))
+    counted = Observation("files")
+    # counted before the filter: every file passes through this branch's scan of the listing
+    rest = read_by_python(files.observe(counted, F.count(F.lit(1)).alias("n")).where(~by_spark))
     if subset:
         # Path strings of the new work only (never bytes): binaryFile can push down filters on
         # length and time but not on path, so naming the files is how Spark reads just these.
         paths = [glob_escape(r.path) for r in files.where(by_spark).select("path").collect()]
         if not paths:
-            return rest
+            return rest, counted
         source = _read_named(spark, paths)
     small = source.where(by_spark).select(*METADATA, "content")
-    return small.unionByName(rest)
+    return small.unionByName(rest), counted
 
 
 def _read_named(spark: SparkSession, paths: list[str]) -> DataFrame:

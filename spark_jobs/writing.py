@@ -41,6 +41,11 @@ def stage_run(df: DataFrame, output: str, table: str, run_id: str) -> str:
     return staged
 
 
+def stage_more(df: DataFrame, staged: str) -> None:
+    """Add ``df``'s rows to a run staged by ``stage_run``."""
+    df.write.mode("append").parquet(staged)
+
+
 def commit_run(storage: Storage, staged: str, output: str, table: str, run_id: str) -> None:
     """Move a staged run into place, replacing that run if it exists (one rename)."""
     storage.replace_dir(staged, run_uri(output, table, run_id))

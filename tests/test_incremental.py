@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -53,7 +54,8 @@ def test_incremental_runs_do_only_new_work(spark, tmp_path, read_mode):
     assert run_job(*args, "--run-id", "r2") == 0
     assert current_state(spark, out) == first
     assert records(out)["r2"]["counts"] | {"errors": None} == {
-        "listed": 9, "processed": 0, "skipped": 9, "ok": 0, "error": 0, "deleted": 0, "errors": None}
+        "listed": 9, "processed": 0, "skipped": 9, "ok": 0, "error": 0, "deleted": 0, "gone": 0,
+        "errors": None}
     assert committed(out) == {"images": ["r1"], "summary": ["r1"], "duplicates": ["r1"]}
 
     # a new file, a changed file (new size and time) and a deleted file
@@ -94,6 +96,43 @@ def test_spark_reads_new_files_by_name_only_when_some_are_known(spark, tmp_path,
     shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", inp / "people" / "copy.png")
     assert run_job(*args) == 0
     assert [Path(p).name for p in named] == ["copy.png"] and len(current_state(spark, out)) == 10
+
+
+@pytest.mark.parametrize("read_mode", ["spark", "executor"])
+def test_files_that_cannot_be_read_never_fail_a_run(spark, tmp_path, monkeypatch, read_mode):
+    """A file Spark cannot read no longer fails the run, in a run that reads the listing and
+    in an increment named to Spark: one gone since the listing is left out and counted as
+    gone; one whose bytes Spark cannot open (a ':' in its name, on Hadoop's local file
+    system) is read by a Python worker and keeps its row."""
+    from spark_jobs import reading
+
+    vanishing = []
+    list_files = reading.list_files
+
+    def list_then_delete(*args):
+        listing = list_files(*args)
+        for path in vanishing:
+            path.unlink()
+        return listing
+
+    monkeypatch.setattr(reading, "list_files", list_then_delete)
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    flower = SAMPLES / "flowers" / "sklearn-flower.jpg"
+    args = ["--input", str(inp), "--output", str(out), "--incremental", "--read-mode", read_mode]
+    for run_id, (colon, gone) in [("r1", ("10:30.jpg", "gone.jpg")), ("r2", ("12:00.jpg", "gone-too.jpg"))]:
+        for name in (colon, gone):
+            shutil.copy(flower, inp / "flowers" / name)
+        vanishing[:] = [inp / "flowers" / gone]
+        assert run_job(*args, "--run-id", run_id) == 0
+        rows = spark.read.parquet(str(out / "images")).where(f"run_id = '{run_id}'")
+        state = {Path(r.path).name: r for r in rows.collect()}
+        assert gone not in state
+        assert state[colon].error_kind is None
+        assert state[colon].content_sha256 == hashlib.sha256(flower.read_bytes()).hexdigest()
+        counts = records(out)[run_id]["counts"]
+        assert counts["gone"] == 1 and counts["processed"] == len(state)
+    assert counts["processed"] == 1  # the increment: its one new file left
 
 
 def committed(out: Path) -> dict[str, list[str]]:

@@ -172,8 +172,8 @@ def test_spark_reads_only_files_up_to_its_limit(spark, monkeypatch):
 
     def read_by_spark(*options: str) -> dict[str, tuple[int, bool]]:
         cfg = parse_args(["--input", str(SAMPLES), "--output", "/unused", *options])
-        files, source = reading.list_files(spark, cfg)
-        df = reading.with_content(spark, cfg, files, source).select("path", "length", "content")
+        files, source, _ = reading.list_files(spark, cfg)
+        df = reading.with_content(spark, cfg, files, source)[0].select("path", "length", "content")
         return {local(r.path).name: (r.length, r.content is not None) for r in df.collect()}
 
     by_spark = read_by_spark("--read-mode", "spark", "--spark-read-max-bytes", "100k")
@@ -301,9 +301,10 @@ def test_report_prints_a_bounded_label_table(spark, tmp_path, capsys):
     schema = "label string, n_files long, n_ok long, n_error long, mean_gray double"
     spark.createDataFrame(rows, schema).write.parquet(str(out / "summary" / "run_id=r1"))
     cfg = parse_args(["--input", str(SAMPLES), "--output", str(out)])
-    counts = {"listed": 90, "processed": 90, "ok": 90, "error": 0, "skipped": 0, "deleted": 0}
+    counts = {"listed": 90, "processed": 90, "ok": 90, "error": 0, "skipped": 0, "deleted": 0, "gone": 2}
     print_report(spark, cfg, "r1", {**counts, "errors": {}})
     lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("0 deleted, 2 gone before they were read")
     printed = [line.split()[0] for line in lines if line.startswith("folder")]
     assert printed == [f"folder{i:03d}" for i in range(PRINTED_LABELS)]
     total = next(i for i, line in enumerate(lines) if line.startswith("(all)"))

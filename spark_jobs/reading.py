@@ -139,15 +139,20 @@ def glob_regex(glob: str) -> re.Pattern:
 
 def empty_files(inputs: list[str], glob: str) -> list[tuple]:
     """(path, 0, modificationTime) of the 0-byte files under ``inputs``, named as Spark names
-    paths, found with pyarrow.fs (local, HDFS, S3, GCS, Azure); [] where it cannot list."""
+    paths, found with pyarrow.fs (local, HDFS, S3, GCS, Azure); [] where it cannot list.
+
+    Inputs are matched as Spark matches them: a glob in an input (``/lake/*/2024``) selects
+    files and folders, searched recursively; names starting with '.' below them are skipped.
+    """
     from pyarrow import fs
 
     name_ok = (lambda name: True) if glob == "*" else glob_regex(glob).match
-    found = []
+    found = {}  # by path: inputs may overlap
     for uri in inputs:
         scheme = uri.split("://", 1)[0] if "://" in uri else "file"
+        base, pattern = _split_glob(uri)
         try:
-            filesystem, root, info = _pyarrow_root(uri)
+            filesystem, root, info = _pyarrow_root(base)
             infos = (
                 filesystem.get_file_info(fs.FileSelector(root, recursive=True))
                 if info.type == fs.FileType.Directory else [info]
@@ -155,15 +160,43 @@ def empty_files(inputs: list[str], glob: str) -> list[tuple]:
         except Exception as e:  # noqa: BLE001 - Spark's own listing stays authoritative
             log.warning("cannot look for empty files under %s (%s): they get no row", uri, e)
             continue
+        matched = _matched_input(root, pattern)
         for f in infos:
             if f.type != fs.FileType.File or f.size != 0 or not name_ok(f.base_name):
                 continue
-            rel = f.path[len(root):].split("/")
-            if any(part.startswith(".") for part in rel if part):
+            top = matched(f.path)
+            if top is None or any(p.startswith(".") for p in f.path[len(top):].split("/") if p):
                 continue
             path = f"file:{f.path}" if scheme == "file" else f"{scheme}://{f.path}"
-            found.append((path, 0, f.mtime))
-    return found
+            found[path] = (path, 0, f.mtime)
+    return list(found.values())
+
+
+def _split_glob(uri: str) -> tuple[str, str]:
+    """(the leading folders of ``uri`` free of glob characters, the rest: '' if none)."""
+    first = re.search(r"[*?\[{]", uri)
+    if first is None:
+        return uri, ""
+    cut = uri.rfind("/", 0, first.start())
+    return uri[:cut], uri[cut + 1:]
+
+
+def _matched_input(root: str, pattern: str):
+    """path -> the input it lies under (itself or a folder above it), None if none: ``root``
+    itself when there is no glob ``pattern``, else the ancestor the pattern matches."""
+    if not pattern:
+        return lambda path: root
+    regex = glob_regex(root.rstrip("/") + "/" + pattern)
+    depth = root.rstrip("/").count("/") + 1
+
+    def matched(path: str) -> str | None:
+        parts = path.split("/")
+        for i in range(depth + 1, len(parts) + 1):
+            if regex.match(top := "/".join(parts[:i])):
+                return top
+        return None
+
+    return matched
 
 
 def _pyarrow_root(uri: str):

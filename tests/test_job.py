@@ -217,6 +217,25 @@ def test_files_named_to_spark_are_read_exactly(spark, tmp_path):
     assert got == {p: bytes([i]) * (i + 1) for i, p in enumerate(wanted)}
 
 
+@pytest.mark.parametrize("inputs", [["in"], ["in", "in/a"], ["in/*"], ["in/{a,b}"], ["in/*/zero.jpg"],
+                                    ["in/a/zero.jpg"]])
+def test_empty_files_are_found_where_spark_looks(spark, tmp_path, inputs):
+    """Spark's listing drops 0-byte files, found apart (reading.empty_files): the same ones
+    Spark's file index holds, for globs and overlapping inputs too."""
+    from spark_jobs import reading
+
+    for folder in ["a", "_u", ".h", "a/.x", "b/c"]:
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        (tmp_path / "in" / folder / "zero.jpg").touch()
+        (tmp_path / "in" / folder / "full.jpg").write_bytes(b"x")
+    (tmp_path / "in" / "top.jpg").touch()
+    uris = [str(tmp_path / i) for i in inputs]
+    indexed = reading._reader(spark, "*").load(uris)._jdf.inputFiles()
+    spark_empty = {local(p.removeprefix("file://")) for p in indexed if p.endswith("zero.jpg") or p.endswith("top.jpg")}
+    ours = [local(path) for path, _, _ in reading.empty_files(uris, "*")]
+    assert len(ours) == len(set(ours)) and set(ours) == spark_empty and spark_empty
+
+
 def test_python_can_read_probes_each_input(tmp_path):
     from spark_jobs.reading import python_can_read
 

@@ -7,6 +7,7 @@ INFRASTRUCTURE = 1  # Spark, Java, the file system or the cluster failed: retry 
 BAD_ARGUMENTS = 2  # fix the command line (argparse's own code)
 INPUT_MISSING = 3  # an --input path does not exist
 TOO_MANY_ERRORS = 4  # the run committed, but more files failed than --max-error-rate allows
+SIGNAL_BASE = 128  # stopped by a signal: 128 + its number, as shells say (SIGINT 130, SIGTERM 143)
 
 
 def first_line(exc: BaseException) -> str:

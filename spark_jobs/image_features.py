@@ -12,6 +12,7 @@ single vectorized Arrow pass (mapInArrow), load writes <output>/images/, then
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 import time
@@ -52,6 +53,41 @@ class Progress(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
+
+
+class StopOnSignal:
+    """SIGTERM (a scheduler stopping the run) or SIGINT: Spark's jobs are cancelled from
+    another thread until the run ends, so the driver's current call fails and the run ends
+    as stopped (its record says so). Raising in the handler instead would interrupt a py4j
+    call midway and leave its connection unusable. A second signal stops the driver at once."""
+
+    def __init__(self, spark):
+        self.signum: int | None = None
+        self._spark = spark
+        self._previous = {}
+        self._closed = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+
+    def close(self) -> None:
+        """Put back the handlers found (main() may run inside a longer-lived process)."""
+        self._closed.set()
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        self.signum = signum
+        signal.signal(signum, signal.SIG_DFL)
+        threading.Thread(target=self._cancel_jobs, daemon=True, name="stop").start()
+
+    def _cancel_jobs(self) -> None:
+        try:
+            while not self._closed.is_set():
+                self._spark.sparkContext.cancelAllJobs()
+                self._closed.wait(0.2)
+        except Exception:  # noqa: BLE001 - the session has stopped: nothing left to cancel
+            pass
 
 
 def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, bool]:
@@ -240,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     storage = Storage(spark)
     record = RunRecord(storage, cfg, run_id, dict(spark.sparkContext.getConf().getAll()))
     record.save()
+    stop = StopOnSignal(spark)
     progress = Progress(spark)
     progress.start()
     started = time.perf_counter()
@@ -256,12 +293,19 @@ def main(argv: list[str] | None = None) -> int:
         record.finish("succeeded", exit_codes.SUCCESS)
         return exit_codes.SUCCESS
     except Exception as e:  # noqa: BLE001 - classified into an exit code for the scheduler
+        if stop.signum is not None:
+            name = signal.Signals(stop.signum).name
+            log.error("run %s stopped by %s: what it committed stays; a rerun completes it",
+                      run_id, name)
+            record.finish("failed", exit_codes.SIGNAL_BASE + stop.signum, f"stopped by {name}")
+            return exit_codes.SIGNAL_BASE + stop.signum
         code = exit_codes.classify(e)
         log.error("run %s failed: %s", run_id, exit_codes.first_line(e))
         log.debug("traceback", exc_info=True)
         record.finish("failed", code, exit_codes.first_line(e))
         return code
     finally:
+        stop.close()
         progress.stop()
         if owned:
             stop_session(spark)

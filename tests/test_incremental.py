@@ -260,6 +260,30 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_tables(spark, tmp_pat
     assert not (killed / "_staging").exists()
 
 
+def test_sigterm_stops_the_run_and_its_record_says_so(spark, tmp_path):
+    """A scheduler stops a run with SIGTERM: the driver cancels Spark's jobs, records the
+    run as failed and exits 143 (128 + 15), leaving earlier runs as they were."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(12):
+        shutil.copytree(SAMPLES, inp / f"copy{i}")
+    assert run_job("--input", str(SAMPLES / "flowers"), "--output", str(out), "--run-id", "r0") == 0
+    proc = _job("--input", str(inp), "--output", str(out), "--max-side", "0", "--run-id", "r1")
+    staged = out / "_staging" / "r1" / "images" / "_temporary"
+    deadline = time.time() + 120
+    while not staged.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the job finished before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    record = records(out)["r1"]
+    assert (record["status"], record["exit_code"], record["error"]) == ("failed", 143, "stopped by SIGTERM")
+    assert committed(out)["images"] == ["r0"]
+
+
 def _readme_block(lang: str, marker: str, out: Path) -> str:
     """The code block of README.md in ``lang`` whose first line holds ``marker``, reading
     the table at ``out`` instead of the README's "out/images"."""

@@ -300,6 +300,14 @@ def test_duplicates_table_groups_identical_files(spark, tmp_path):
     assert all(sorted(local(p).parent.name for p in r.paths) == ["a", "b"] for r in dups)
 
 
+def test_inputs_without_images_succeed_with_a_warning(spark, tmp_path, caplog):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    assert run_job("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")) == 0
+    assert "has an image extension (--glob '*' takes every file)" in caplog.text
+    assert spark.read.parquet(str(tmp_path / "out" / "images")).count() == 0
+
+
 def test_missing_input_exits_3(tmp_path):
     assert run_job("--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")) == 3
 

@@ -70,8 +70,9 @@ class Listing(NamedTuple):
 
     files: DataFrame  # path, length, modificationTime of every matching file, 0-byte ones too
     source: DataFrame  # the binaryFile relation listed; Spark reads ``content`` where selected
-    found: int  # files the listing found, counted on the driver: those ``files`` will not
-    # yield are gone (or forbidden) by the time the job reads them (_reader)
+    # Files the listing found, counted on the driver; any that ``files`` does not yield were
+    # gone (or forbidden) by the time the job read them (see _reader).
+    found: int
 
 
 def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:

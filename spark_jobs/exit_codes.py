@@ -10,13 +10,20 @@ TOO_MANY_ERRORS = 4  # the run committed, but more files failed than --max-error
 SIGNAL_BASE = 128  # stopped by a signal: 128 + its number, as shells say (SIGINT 130, SIGTERM 143)
 
 
+class BadArguments(Exception):
+    """A command that cannot run as asked, found only once the job could look at the output."""
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def classify(exc: BaseException) -> int:
-    """INPUT_MISSING for Spark's 'path does not exist', INFRASTRUCTURE for anything else."""
+    """BAD_ARGUMENTS for BadArguments, INPUT_MISSING for Spark's 'path does not exist',
+    INFRASTRUCTURE for anything else."""
+    if isinstance(exc, BadArguments):
+        return BAD_ARGUMENTS
     condition = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
     try:
         name = condition() if condition else None

@@ -11,6 +11,7 @@ single vectorized Arrow pass (mapInArrow), load writes <output>/images/, then
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -99,6 +100,9 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
 
     from spark_jobs import incremental, reading, transform, writing
 
+    settings = dataclasses.asdict(cfg.extract)
+    if cfg.incremental:
+        incremental.check_settings(storage, cfg.output, run_id, settings)
     reading.plan_tasks(spark, cfg.task_bytes)
     files, source, found = reading.list_files(spark, cfg)
     current = gone = listing = None
@@ -144,7 +148,7 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
         if replaced:
             storage.delete(committed)
         return metrics, replaced
-    writing.commit_run(storage, staged, cfg.output, "images", run_id)
+    writing.commit_run(storage, staged, cfg.output, "images", run_id, settings)
     return metrics, True
 
 
@@ -216,7 +220,7 @@ def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
     stages["images"] = round(time.perf_counter() - t, 3)
     if cfg.compact:
         t = time.perf_counter()
-        writing.compact_images(spark, storage, cfg.output, run_id)
+        writing.compact_images(spark, storage, cfg.output, run_id, dataclasses.asdict(cfg.extract))
         stages["compact"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     if changed or not writing.aggregates_current(storage, cfg.output):

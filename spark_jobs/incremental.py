@@ -7,12 +7,47 @@ is no longer listed gets a tombstone row (``deleted`` true, features null).
 
 from __future__ import annotations
 
+import logging
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import writing
+from spark_jobs.exit_codes import BadArguments
 from spark_jobs.storage import Storage
 from spark_jobs.transform import IMAGE_COLUMNS
+
+log = logging.getLogger(__name__)
+# The settings that change a processed row's features. The limits (--max-pixels,
+# --max-file-bytes, --time-budget) only decide which files get an error row.
+FEATURE_SETTINGS = {"max_side": "--max-side", "keep_gps": "--keep-gps"}
+
+
+def check_settings(storage: Storage, output: str, run_id: str, settings: dict) -> None:
+    """Refuse an increment whose feature settings differ from those of the current rows:
+    rows computed both ways would mix in one table (sharpness, for one, depends on
+    --max-side). The latest earlier run stands for them all: each increment (and its
+    compaction) was checked against the run before it, and a full run recomputes every row."""
+    earlier = [r for r in writing.committed_runs(storage, output, "images") if r != run_id]
+    if not earlier:
+        return
+    known = writing.run_settings(storage, output, "images", earlier[-1])
+    if known is None:
+        log.warning("images/ run %s does not say how its rows were computed: this run's "
+                    "settings cannot be checked against it", earlier[-1])
+        return
+
+    def say(key: str, value) -> str:
+        return f"{FEATURE_SETTINGS[key]} {('on' if value else 'off') if isinstance(value, bool) else value}"
+
+    changed = [key for key in FEATURE_SETTINGS if known.get(key) != settings[key]]
+    if changed:
+        raise BadArguments(
+            f"the current rows of {output}/images were computed with "
+            f"{', '.join(say(k, known.get(k)) for k in changed)} (run {earlier[-1]}), this run "
+            f"asks for {', '.join(say(k, settings[k]) for k in changed)}: rows computed both ways "
+            "would mix in one table. Run once without --incremental to recompute every file "
+            "with the new settings, or keep the earlier ones.")
 
 
 def current_files(spark: SparkSession, storage: Storage, output: str, run_id: str) -> DataFrame | None:

@@ -8,6 +8,7 @@ replaces that run's directory instead of adding to it.
 
 from __future__ import annotations
 
+import json
 import logging
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 RUN_PREFIX = "run_id="
 STAGING = "_staging"
 AGGREGATE_TABLES = ("summary", "duplicates")
+SETTINGS_FILE = "_settings.json"  # in a run's directory: the settings its rows were made with
 
 
 def table_uri(output: str, table: str) -> str:
@@ -29,9 +31,10 @@ def run_uri(output: str, table: str, run_id: str) -> str:
     return f"{output}/{table}/{RUN_PREFIX}{run_id}"
 
 
-def write_run(storage: Storage, df: DataFrame, output: str, table: str, run_id: str) -> None:
+def write_run(storage: Storage, df: DataFrame, output: str, table: str, run_id: str,
+              settings: dict | None = None) -> None:
     """Write ``df`` as run ``run_id`` of ``table``, replacing that run if it exists."""
-    commit_run(storage, stage_run(df, output, table, run_id), output, table, run_id)
+    commit_run(storage, stage_run(df, output, table, run_id), output, table, run_id, settings)
 
 
 def stage_run(df: DataFrame, output: str, table: str, run_id: str) -> str:
@@ -46,9 +49,19 @@ def stage_more(df: DataFrame, staged: str) -> None:
     df.write.mode("append").parquet(staged)
 
 
-def commit_run(storage: Storage, staged: str, output: str, table: str, run_id: str) -> None:
-    """Move a staged run into place, replacing that run if it exists (one rename)."""
+def commit_run(storage: Storage, staged: str, output: str, table: str, run_id: str,
+               settings: dict | None = None) -> None:
+    """Move a staged run into place, replacing that run if it exists (one rename);
+    ``settings`` go with its rows as SETTINGS_FILE (readers skip names starting with '_')."""
+    if settings is not None:
+        storage.write_text(f"{staged}/{SETTINGS_FILE}", json.dumps(settings, sort_keys=True))
     storage.replace_dir(staged, run_uri(output, table, run_id))
+
+
+def run_settings(storage: Storage, output: str, table: str, run_id: str) -> dict | None:
+    """The settings committed with a run (None for a run written without them)."""
+    uri = f"{run_uri(output, table, run_id)}/{SETTINGS_FILE}"
+    return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
 
 
 def committed_runs(storage: Storage, output: str, table: str) -> list[str]:
@@ -68,7 +81,8 @@ def aggregates_current(storage: Storage, output: str) -> bool:
     return all(runs and runs[0] >= images[-1] for runs in latest)
 
 
-def compact_images(spark: SparkSession, storage: Storage, output: str, run_id: str) -> bool:
+def compact_images(spark: SparkSession, storage: Storage, output: str, run_id: str,
+                   settings: dict) -> bool:
     """Rewrite images/ as the one run ``run_id`` holding the current state (the latest row per
     path, tombstones dropped), then delete the older runs; False when there was nothing to do.
 
@@ -85,7 +99,7 @@ def compact_images(spark: SparkSession, storage: Storage, output: str, run_id: s
         log.warning("images/: not compacted into run %s, a later run %s exists", run_id, runs[-1])
         return False
     state = current_rows(spark, storage, output).where(~F.col("deleted")).drop("run_id")
-    write_run(storage, state, output, "images", run_id)
+    write_run(storage, state, output, "images", run_id, settings)
     drop_runs_except(storage, output, "images", run_id)
     log.info("images/: %d runs compacted into run %s", len(runs), run_id)
     return True

@@ -193,6 +193,33 @@ def test_compact_rewrites_the_current_state_as_one_run(spark, tmp_path):
     assert committed(out)["images"] == ["r3"] and current_state(spark, out) == state
 
 
+def test_an_increment_refuses_settings_that_change_the_features(spark, tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    args = ["--input", str(inp), "--output", str(out), "--incremental"]
+    assert run_job(*args, "--run-id", "r1") == 0
+    state = current_state(spark, out)
+    shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", inp / "people" / "copy.png")
+
+    # rows computed two ways would mix in one table: refused before any work, nothing changes
+    for changed in (["--max-side", "0"], ["--keep-gps"]):
+        assert run_job(*args, *changed, "--run-id", "r2") == 2
+        assert committed(out) == {"images": ["r1"], "summary": ["r1"], "duplicates": ["r1"]}
+        assert current_state(spark, out) == state
+        rec = records(out)["r2"]
+        assert (rec["status"], rec["exit_code"]) == ("failed", 2)
+        assert "r1" in rec["error"] and "without --incremental" in rec["error"]
+
+    # limits only decide which new files get an error row; the same features go on
+    assert run_job(*args, "--max-file-bytes", "100m", "--run-id", "r2") == 0
+    assert committed(out)["images"] == ["r1", "r2"]
+    # a full run recomputes every file: increments then go on with its settings
+    assert run_job(*args[:4], "--max-side", "0", "--run-id", "r3") == 0
+    (inp / "people" / "copy.png").unlink()
+    assert run_job(*args, "--max-side", "0", "--run-id", "r4") == 0
+    assert run_job(*args, "--run-id", "r5") == 2
+
+
 def test_every_run_leaves_a_record(spark, tmp_path):
     out = tmp_path / "out"
     assert run_job("--input", str(SAMPLES), "--output", str(out), "--run-id", "ok") == 0
@@ -233,7 +260,8 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_tables(spark, tmp_pat
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     # an earlier committed run whose data must stay untouched
     shutil.copytree(SAMPLES / "flowers", tmp_path / "early" / "flowers")
-    assert run_job("--input", str(tmp_path / "early"), "--output", str(killed), "--run-id", "r0") == 0
+    assert run_job("--input", str(tmp_path / "early"), "--output", str(killed), "--max-side", "0",
+                   "--run-id", "r0") == 0
     early = sorted(tuple(r) for r in spark.read.parquet(str(killed / "images")).collect())
 
     proc = _job(*common, "--output", str(killed), "--run-id", "r1")

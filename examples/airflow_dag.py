@@ -37,8 +37,10 @@ with DAG(
             "--input", "s3a://lake/raw/images",
             "--output", "s3a://lake/curated/image_features",
             "--incremental",
-            # The midnight run also compacts images/ into one run (README "Scheduled,
-            # incremental runs"); the other hours repeat --incremental, which is harmless.
+            # The midnight run also reads again the files that were unreadable (forbidden,
+            # then allowed) and compacts images/ into one run (README "Scheduled, incremental
+            # runs"); the other hours repeat --incremental, which is harmless.
+            "{{ '--retry-errors=unreadable' if logical_date.hour == 0 else '--incremental' }}",
             "{{ '--compact' if logical_date.hour == 0 else '--incremental' }}",
             "--run-id", "{{ ts_nodash }}",
             "--max-error-rate", "0.05",

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from udfs.errors import ERROR_KINDS
 from udfs.extract import ExtractOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +88,7 @@ class JobConfig:
     partitions: int = 0
     run_id: str | None = None
     incremental: bool = False
+    retry_errors: tuple[str, ...] = ()
     compact: bool = False
     max_error_rate: float = 1.0
     master: str | None = None
@@ -134,6 +136,12 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                      "time); rerunning an id replaces that run's output")
     run.add_argument("--incremental", action="store_true", help="only read files whose "
                      "(path, modification_time, size_bytes) are not yet in <output>/images/")
+    run.add_argument("--retry-errors", default=d("retry_errors", ""), metavar="KIND[,KIND]",
+                     help="with --incremental, also read again the files whose current row has "
+                     "one of these error kinds, e.g. 'unreadable' (a file forbidden, then "
+                     "allowed) or 'too_large' (after raising --max-file-bytes); their metadata "
+                     "did not change, so an increment would not otherwise (kinds: "
+                     + ", ".join(ERROR_KINDS) + ")")
     run.add_argument("--compact", action="store_true", help="then rewrite <output>/images/ as "
                      "this one run holding the current state (latest row per path, tombstones "
                      "dropped) and delete the older runs: keeps scheduled incremental runs from "
@@ -185,6 +193,10 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         parser.error("--max-error-rate must be between 0 and 1")
     if a.partitions < 0 or a.task_bytes <= 0 or a.spark_read_max_bytes <= 0:
         parser.error("--partitions must be >= 0, --task-bytes and --spark-read-max-bytes > 0")
+    retry_errors = tuple(k.strip() for k in a.retry_errors.split(",") if k.strip())
+    if unknown := [k for k in retry_errors if k not in ERROR_KINDS]:
+        parser.error(f"--retry-errors: unknown error kind(s) {', '.join(unknown)} "
+                     f"(kinds: {', '.join(ERROR_KINDS)})")
     if a.run_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", a.run_id):
         parser.error("--run-id may only hold letters, digits, '.', '_' and '-'")
     try:
@@ -208,6 +220,7 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         partitions=a.partitions,
         run_id=a.run_id,
         incremental=a.incremental,
+        retry_errors=retry_errors,
         compact=a.compact,
         max_error_rate=a.max_error_rate,
         master=a.master,

@@ -112,7 +112,8 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
         gone = incremental.tombstones(files, current)
         # counted as the new work is found: listing again for the count would double the
         # listing cost of every scheduled run (millions of objects on an object store)
-        files = incremental.new_work(files.observe(listing, F.count(F.lit(1)).alias("n")), current)
+        files = incremental.new_work(files.observe(listing, F.count(F.lit(1)).alias("n")), current,
+                                     cfg.retry_errors)
     if cfg.partitions:
         files = files.repartition(cfg.partitions, "path")
     work = files

@@ -58,10 +58,13 @@ def current_files(spark: SparkSession, storage: Storage, output: str, run_id: st
     return writing.current_rows(spark, storage, output, before_run=run_id).where(~F.col("deleted"))
 
 
-def new_work(files: DataFrame, current: DataFrame | None) -> DataFrame:
-    """Listed files without a current row of the same path, size and modification time."""
+def new_work(files: DataFrame, current: DataFrame | None, retry_errors=()) -> DataFrame:
+    """Listed files without a current row of the same path, size and modification time, or
+    whose current row has one of the error kinds ``retry_errors``."""
     if current is None:
         return files
+    if retry_errors:
+        current = current.where(F.col("error_kind").isNull() | ~F.col("error_kind").isin(*retry_errors))
     known = current.select(
         "path", F.col("size_bytes").alias("length"), F.col("modification_time").alias("modificationTime")
     )

@@ -220,6 +220,28 @@ def test_an_increment_refuses_settings_that_change_the_features(spark, tmp_path)
     assert run_job(*args, "--run-id", "r5") == 2
 
 
+def test_retry_errors_reads_files_of_those_error_kinds_again(spark, tmp_path):
+    out = tmp_path / "out"
+    args = ["--input", str(SAMPLES), "--output", str(out), "--incremental"]
+
+    def kinds() -> dict:
+        rows = current_state(spark, out)
+        return {k: sum(1 for t in rows if t[-3] == k) for k in ("too_large", "corrupt", None)}
+
+    assert run_job(*args, "--max-file-bytes", "150k", "--run-id", "r1") == 0
+    assert kinds() == {"too_large": 3, "corrupt": 1, None: 3}
+    # a raised limit alone changes nothing: those files' metadata did not change
+    assert run_job(*args, "--run-id", "r2") == 0
+    assert records(out)["r2"]["counts"]["processed"] == 0 and kinds()["too_large"] == 3
+    # asked to, an increment reads them again (and only them): their new rows supersede
+    assert run_job(*args, "--retry-errors", "too_large,unreadable", "--run-id", "r3") == 0
+    assert records(out)["r3"]["counts"]["processed"] == 3
+    assert kinds() == {"too_large": 0, "corrupt": 1, None: 6}
+    assert run_job(*args, "--retry-errors", "too_large", "--run-id", "r4") == 0
+    assert records(out)["r4"]["counts"]["processed"] == 0
+    assert committed(out)["images"] == ["r1", "r3"]
+
+
 def test_every_run_leaves_a_record(spark, tmp_path):
     out = tmp_path / "out"
     assert run_job("--input", str(SAMPLES), "--output", str(out), "--run-id", "ok") == 0

@@ -312,9 +312,10 @@ def test_missing_input_exits_3(tmp_path):
     assert run_job("--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")) == 3
 
 
-def test_bad_arguments_exit_2(tmp_path):
+@pytest.mark.parametrize("bad", [["--max-side", "-1"], ["--retry-errors", "unreadable,late"]])
+def test_bad_arguments_exit_2(tmp_path, bad):
     with pytest.raises(SystemExit) as e:
-        run_job("--input", "x", "--output", str(tmp_path), "--max-side", "-1")
+        run_job("--input", "x", "--output", str(tmp_path), *bad)
     assert e.value.code == 2
 
 

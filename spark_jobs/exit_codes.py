@@ -15,8 +15,35 @@ class BadArguments(Exception):
 
 
 def first_line(exc: BaseException) -> str:
+    """``Type: message`` on one line. For an exception the JVM raised, the Java exception's
+    line and its root cause's: py4j's own message only names the call that failed."""
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        try:
+            return _java_lines(java)
+        except Exception:  # noqa: BLE001 - the JVM is gone: say what Python knows
+            pass
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _java_lines(java) -> str:
+    line = _head(java.toString())
+    root = java
+    for _ in range(20):  # causes can chain deep (Spark wraps task failures several times)
+        cause = root.getCause()
+        if cause is None or cause.equals(root):
+            break
+        root = cause
+    if root.equals(java):
+        return line
+    cause = _head(root.toString())
+    return line if cause in line else f"{line} (cause: {cause})"
+
+
+def _head(text: str) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0].strip() if lines else ""
 
 
 def classify(exc: BaseException) -> int:

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 from spark_jobs import __version__
 from spark_jobs.config import JobConfig
+from spark_jobs.exit_codes import first_line
 from spark_jobs.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class RunRecord:
         try:
             self._storage.write_text(self.uri, json.dumps(self.data, indent=2, default=str) + "\n")
         except Exception as e:  # noqa: BLE001 - the record must never be why a run fails
-            log.warning("could not write run record %s: %s", self.uri, e)
+            log.warning("could not write run record %s: %s", self.uri, first_line(e))
 
     def finish(self, status: str, exit_code: int, error: str | None = None) -> None:
         self.data.update(status=status, ended_at=now(), exit_code=exit_code, error=error,

@@ -308,6 +308,16 @@ def test_inputs_without_images_succeed_with_a_warning(spark, tmp_path, caplog):
     assert spark.read.parquet(str(tmp_path / "out" / "images")).count() == 0
 
 
+def test_a_failing_file_system_is_named_in_one_line_and_exits_1(tmp_path, caplog):
+    out = tmp_path / "out"
+    out.write_text("a file where the output folder should be")
+    assert run_job("--input", str(SAMPLES), "--output", str(out)) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert errors and all("\n" not in m for m in errors)  # no Java stack trace in the log
+    # the JVM's own exception, not py4j's "An error occurred while calling o123.parquet"
+    assert "ParentNotDirectoryException" in errors[-1] and "An error occurred" not in errors[-1]
+
+
 def test_missing_input_exits_3(tmp_path):
     assert run_job("--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")) == 3
 

@@ -31,3 +31,34 @@ def test_java_version_is_parsed_from_both_styles(monkeypatch):
         monkeypatch.setattr(session.os.path, "exists", lambda p: True)
         monkeypatch.setenv("JAVA_HOME", "/jdk")
         assert session.java_major_version() == major
+
+
+class FakeJavaException:
+    """What py4j hands over for an exception the JVM raised: toString, getCause, equals."""
+
+    def __init__(self, text: str, cause=None):
+        self.text, self.cause = text, cause
+
+    def toString(self):  # noqa: N802 - Java's names
+        return self.text
+
+    def getCause(self):  # noqa: N802
+        return self.cause
+
+    def equals(self, other):
+        return other is self
+
+
+def test_jvm_failures_are_named_by_the_java_exception_and_its_root_cause():
+    from spark_jobs.exit_codes import first_line
+
+    root = FakeJavaException("java.io.IOException: No space left on device\n\tat ...")
+    wrapped = FakeJavaException("org.apache.spark.SparkException: Job aborted.\n\tat ...",
+                                FakeJavaException("org.apache.spark.SparkException: Task failed", root))
+    error = Exception("An error occurred while calling o431.parquet.\n: trace")
+    error.java_exception = wrapped
+    assert first_line(error) == ("org.apache.spark.SparkException: Job aborted. "
+                                 "(cause: java.io.IOException: No space left on device)")
+    error.java_exception = root
+    assert first_line(error) == "java.io.IOException: No space left on device"
+    assert first_line(ValueError("two\nlines")) == "ValueError: two"

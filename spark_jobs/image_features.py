@@ -260,7 +260,7 @@ def print_report(spark, cfg: JobConfig, run_id: str, counts: dict) -> None:
         print(f"{r['label'] or '(all)':<16} {r['n_files']:>6} {r['n_ok']:>6} {r['n_error']:>6} {mean:>10}")
     if len(labels) > PRINTED_LABELS:
         print(f"(more labels than {PRINTED_LABELS}: every one is in summary/)")
-    for name in ("images", "summary", "duplicates"):
+    for name in ("images", "summary", "duplicates", "runs"):
         print(f"{name + ':':<12} {writing.table_uri(cfg.output, name)}")
 
 

@@ -43,12 +43,15 @@ class Storage:
             stream.close()
 
     def write_text(self, uri: str, text: str) -> None:
+        self.write_bytes(uri, text.encode())
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
         """Write a small file whole: to a temporary name first, then renamed over the target."""
         path, fs = self._path(uri)
         tmp = self._jvm.org.apache.hadoop.fs.Path(path.getParent(), "." + path.getName() + ".tmp")
         stream = fs.create(tmp, True)
         try:
-            stream.write(bytearray(text.encode()))
+            stream.write(bytearray(data))
         finally:
             stream.close()
         fs.delete(path, False)

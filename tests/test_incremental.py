@@ -256,6 +256,21 @@ def test_every_run_leaves_a_record(spark, tmp_path):
     assert "PATH_NOT_FOUND" in recs["bad"]["error"] or "not exist" in recs["bad"]["error"]
     assert recs["bad"]["ended_at"] >= recs["bad"]["started_at"]
 
+    # and a row each in runs/, the same facts as Parquet columns
+    runs = {r.run_id: r for r in spark.read.parquet(str(out / "runs")).collect()}
+    assert set(runs) == {"ok", "bad"}
+    ok, bad = runs["ok"], runs["bad"]
+    assert (ok.status, ok.exit_code, ok.error, ok.max_side) == ("succeeded", 0, None, 512)
+    assert (ok.n_listed, ok.n_processed, ok.n_ok, ok.n_error, ok.n_corrupt, ok.n_empty,
+            ok.n_unsupported_format, ok.n_too_large) == (9, 9, 6, 3, 1, 1, 1, 0)
+    assert ok.bytes_read == recs["ok"]["bytes_read"] and set(ok.stages_s) == {"images", "aggregates"}
+    assert ok.ended_at > ok.started_at and ok.inputs == [str(SAMPLES)]
+    assert (bad.status, bad.exit_code, bad.n_listed) == ("failed", 3, None)
+    assert bad.error == recs["bad"]["error"]
+    # a rerun of a run id replaces its row
+    assert run_job("--input", str(SAMPLES / "flowers"), "--output", str(out), "--run-id", "ok") == 0
+    assert spark.read.parquet(str(out / "runs")).where("run_id = 'ok'").first().n_listed == 2
+
 
 def test_error_rate_above_limit_exits_4_but_commits(spark, tmp_path):
     out = tmp_path / "out"
@@ -332,6 +347,8 @@ def test_sigterm_stops_the_run_and_its_record_says_so(spark, tmp_path):
     record = records(out)["r1"]
     assert (record["status"], record["exit_code"], record["error"]) == ("failed", 143, "stopped by SIGTERM")
     assert committed(out)["images"] == ["r0"]
+    row = spark.read.parquet(str(out / "runs")).where("run_id = 'r1'").first()
+    assert (row.status, row.exit_code, row.error) == ("failed", 143, "stopped by SIGTERM")
 
 
 def _readme_block(lang: str, marker: str, out: Path) -> str:

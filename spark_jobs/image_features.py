@@ -44,16 +44,32 @@ class Progress(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        first_seen: dict[int, tuple[float, int]] = {}
         while not self._stop_event.wait(self._every):
             stages = [self._tracker.getStageInfo(s) for s in self._tracker.getActiveStageIds()]
-            stages = [s for s in stages if s is not None]
-            if stages:
-                done = sum(s.numCompletedTasks for s in stages)
-                total = sum(s.numTasks for s in stages)
-                log.info("progress: %d/%d tasks done in %d running stage(s)", done, total, len(stages))
+            line = progress_line([s for s in stages if s is not None], time.time(), first_seen)
+            if line:
+                log.info("%s", line)
 
     def stop(self) -> None:
         self._stop_event.set()
+
+
+def progress_line(stages, now: float, first_seen: dict[int, tuple[float, int]]) -> str | None:
+    """'progress: 40/106 tasks done (37 %) in 2 running stage(s), ~120 s left': the time left
+    at the pace of the largest running stage (a long run's images stage) since this was
+    first asked about it (``first_seen``: stage id -> (time, tasks done then), kept here)."""
+    if not stages:
+        return None
+    done = sum(s.numCompletedTasks for s in stages)
+    total = sum(s.numTasks for s in stages)
+    line = f"progress: {done}/{total} tasks done ({100 * done // max(total, 1)} %) in {len(stages)} running stage(s)"
+    main = max(stages, key=lambda s: s.numTasks)
+    since, done_then = first_seen.setdefault(main.stageId, (now, main.numCompletedTasks))
+    if main.numCompletedTasks > done_then and now > since:
+        pace = (main.numCompletedTasks - done_then) / (now - since)
+        line += f", ~{(main.numTasks - main.numCompletedTasks) / pace:.0f} s left"
+    return line
 
 
 class StopOnSignal:

@@ -349,3 +349,19 @@ def test_report_prints_a_bounded_label_table(spark, tmp_path, capsys):
     assert lines[total].split()[1] == str(2 * len(labels))
     assert lines[total - 1].startswith(f"folder{PRINTED_LABELS - 1:03d}")
     assert f"more labels than {PRINTED_LABELS}" in lines[total + 1]
+
+
+def test_progress_line_says_what_is_done_and_the_time_left():
+    from types import SimpleNamespace as Stage
+
+    from spark_jobs.image_features import progress_line
+
+    images = Stage(stageId=3, numTasks=100, numCompletedTasks=10)
+    listing = Stage(stageId=4, numTasks=6, numCompletedTasks=0)
+    seen = {}
+    assert progress_line([images, listing], 1000.0, seen) == (
+        "progress: 10/106 tasks done (9 %) in 2 running stage(s)")  # no pace yet
+    images.numCompletedTasks = 40  # 30 tasks in 60 s: 60 left take 120 s
+    assert progress_line([images, listing], 1060.0, seen) == (
+        "progress: 40/106 tasks done (37 %) in 2 running stage(s), ~120 s left")
+    assert progress_line([], 1075.0, seen) is None

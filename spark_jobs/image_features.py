@@ -120,7 +120,7 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
     if cfg.incremental:
         incremental.check_settings(storage, cfg.output, run_id, settings)
     reading.plan_tasks(spark, cfg.task_bytes)
-    files, source, found = reading.list_files(spark, cfg)
+    files, source, found, unnamable = reading.list_files(spark, cfg)
     current = gone = listing = None
     if cfg.incremental:
         listing = Observation("listing")
@@ -133,7 +133,8 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
     if cfg.partitions:
         files = files.repartition(cfg.partitions, "path")
     work = files
-    files, counted = reading.with_content(spark, cfg, work, source, subset=current is not None)
+    files, counted = reading.with_content(spark, cfg, work, source, subset=current is not None,
+                                          unnamable=unnamable)
     images = transform.image_table(files, cfg.extract)
     if gone is not None:
         images = images.unionByName(gone)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 from pyspark.sql import DataFrame, Observation, SparkSession
@@ -27,6 +28,7 @@ METADATA_SCHEMA = T.StructType([
 # Skip hidden names (.thumbnails/, .DS_Store) but, unlike Spark's default '^[._]', keep
 # names starting with '_': cameras write _DSC0001.JPG.
 IGNORED_NAMES = r"^\."
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _reader(spark: SparkSession, glob: str):
@@ -73,6 +75,7 @@ class Listing(NamedTuple):
     # Files the listing found, counted on the driver; any that ``files`` does not yield were
     # gone (or forbidden) by the time the job read them (see _reader).
     found: int
+    unnamable: list[str]  # paths in ``files`` that no reader can open (_unnamable_files)
 
 
 def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
@@ -80,20 +83,23 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
 
     Spark lists the inputs once, here (``source`` is read from without listing again). Its
     file index drops 0-byte files, so those are found by a second, metadata-only listing
-    (``empty_files``) and added: every file gets its row.
+    (``dropped_files``, with local files whose names are not UTF-8) and added: every file
+    gets its row.
     """
     # Both listings wait on the file system (on an object store, pages of LIST requests):
     # run them side by side.
     with ThreadPoolExecutor(1) as pool:
-        empty_listing = pool.submit(empty_files, cfg.inputs, cfg.glob)
+        dropped_listing = pool.submit(dropped_files, cfg.inputs, cfg.glob)
         source = _reader(spark, cfg.glob).load(cfg.inputs)
-        empty = empty_listing.result()
+        dropped = dropped_listing.result()
     files = source.select(*METADATA)
-    if empty:
-        log.info("%d empty file(s) listed", len(empty))
-        files = files.unionByName(spark.createDataFrame(_arrow_table(empty), METADATA_SCHEMA))
-    # The file index holds the 0-byte files too; only its scan drops them.
-    return Listing(files, source, len(source._jdf.inputFiles()))
+    if dropped.empty or dropped.unnamable:
+        log.info("%d empty file(s) listed", len(dropped.empty))
+        rows = _arrow_table(dropped.empty + dropped.unnamable)
+        files = files.unionByName(spark.createDataFrame(rows, METADATA_SCHEMA))
+    # The file index holds the 0-byte files too (its scan drops them), not the unnamable.
+    found = len(source._jdf.inputFiles()) + len(dropped.unnamable)
+    return Listing(files, source, found, [row[0] for row in dropped.unnamable])
 
 
 def _arrow_table(rows: list[tuple]):
@@ -138,17 +144,23 @@ def glob_regex(glob: str) -> re.Pattern:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
-def empty_files(inputs: list[str], glob: str) -> list[tuple]:
-    """(path, 0, modificationTime) of the 0-byte files under ``inputs``, named as Spark names
-    paths, found with pyarrow.fs (local, HDFS, S3, GCS, Azure); [] where it cannot list.
+class Dropped(NamedTuple):
+    """(path, length, modificationTime) rows of the files Spark's listing drops."""
+
+    empty: list[tuple]  # 0-byte files (Spark's file index holds them; its scan drops them)
+    unnamable: list[tuple]  # local files whose names are not UTF-8 (see _unnamable_files)
+
+
+def dropped_files(inputs: list[str], glob: str) -> Dropped:
+    """The files Spark's listing drops, named as Spark names paths, found with pyarrow.fs
+    (local, HDFS, S3, GCS, Azure); none where it cannot list.
 
     Inputs are matched as Spark matches them: a glob in an input (``/lake/*/2024``) selects
     files and folders, searched recursively; names starting with '.' below them are skipped.
     """
     from pyarrow import fs
 
-    name_ok = (lambda name: True) if glob == "*" else glob_regex(glob).match
-    found = {}  # by path: inputs may overlap
+    empty, unnamable = {}, {}  # by path: inputs may overlap
     for uri in inputs:
         scheme = uri.split("://", 1)[0] if "://" in uri else "file"
         base, pattern = _split_glob(uri)
@@ -161,16 +173,64 @@ def empty_files(inputs: list[str], glob: str) -> list[tuple]:
         except Exception as e:  # noqa: BLE001 - Spark's own listing stays authoritative
             log.warning("cannot look for empty files under %s (%s): they get no row", uri, e)
             continue
-        matched = _matched_input(root, pattern)
+        taken = _taken(root, pattern, glob)
+        undecodable = False
         for f in infos:
-            if f.type != fs.FileType.File or f.size != 0 or not name_ok(f.base_name):
+            if f.type != fs.FileType.File:
                 continue
-            top = matched(f.path)
-            if top is None or any(p.startswith(".") for p in f.path[len(top):].split("/") if p):
+            try:
+                path = f.path
+            except UnicodeDecodeError:  # pyarrow cannot name it either
+                undecodable = True
                 continue
-            path = f"file:{f.path}" if scheme == "file" else f"{scheme}://{f.path}"
-            found[path] = (path, 0, f.mtime)
-    return list(found.values())
+            if f.size == 0 and taken(path):
+                path = f"file:{path}" if scheme == "file" else f"{scheme}://{path}"
+                empty[path] = (path, 0, f.mtime)
+        if undecodable and scheme == "file":
+            unnamable.update((row[0], row) for row in _unnamable_files(root, taken))
+    if unnamable:
+        log.warning("%d file(s) have names that are not UTF-8, which Spark cannot open (rename "
+                    "them): their rows name them with \\x escapes and say unreadable (or empty)",
+                    len(unnamable))
+    return Dropped(list(empty.values()), list(unnamable.values()))
+
+
+def _taken(root: str, pattern: str, glob: str):
+    """path -> whether Spark's listing of ``root`` + ``pattern`` with ``glob`` takes it."""
+    name_ok = (lambda name: True) if glob == "*" else glob_regex(glob).match
+    matched = _matched_input(root, pattern)
+
+    def taken(path: str) -> bool:
+        top = matched(path)
+        return (top is not None and bool(name_ok(path.rsplit("/", 1)[-1]))
+                and not any(p.startswith(".") for p in path[len(top):].split("/") if p))
+
+    return taken
+
+
+def _unnamable_files(root: str, taken) -> list[tuple]:
+    """Rows for the files under local folder ``root`` whose names are not UTF-8 (legacy
+    encodings, archives unpacked as-is): Java, so Hadoop and Spark, cannot name them and
+    its listing silently drops them. Each is named here with backslash escapes for the
+    bytes that are not UTF-8 (as `ls -b` shows them): no reader can open that name, so the
+    file gets an ``unreadable`` row (an ``empty`` one if it has no bytes) instead of none."""
+    import os
+
+    rows = []
+    for folder, _, names in os.walk(os.fsencode(root)):
+        for name in names:
+            raw = os.path.join(folder, name)
+            try:
+                raw.decode()
+                continue
+            except UnicodeDecodeError:
+                pass
+            path = raw.decode(errors="backslashreplace")
+            if taken(path):
+                st = os.stat(raw)
+                mtime = EPOCH + timedelta(microseconds=st.st_mtime_ns // 1000)
+                rows.append((f"file:{path}", st.st_size, mtime))
+    return rows
 
 
 def _split_glob(uri: str) -> tuple[str, str]:
@@ -243,7 +303,7 @@ def read_by_python(files: DataFrame) -> DataFrame:
 
 
 def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, source: DataFrame,
-                 subset: bool = False) -> tuple[DataFrame, Observation | None]:
+                 subset: bool = False, unnamable: list[str] = ()) -> tuple[DataFrame, Observation | None]:
     """Add a ``content`` column: the bytes when Spark reads them, null when executors will.
 
     Spark reads only files of at most --spark-read-max-bytes: it holds each file's bytes
@@ -256,7 +316,8 @@ def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, source: 
     ``source`` is the listing's binaryFile relation (``Listing.source``): Spark reads from it
     without listing the inputs again. When ``files`` is a subset of the listing (incremental
     runs after the first), Spark is pointed at those files by name instead, so no other
-    file's content is read.
+    file's content is read. The ``unnamable`` paths go to the Python worker, which gives
+    them their row: Spark cannot be pointed at them.
     When Spark reads, the Observation returned counts ``files`` (``n``) as the job runs:
     Spark skips the files it cannot read, and fewer rows than that says so.
     """
@@ -266,6 +327,8 @@ def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, source: 
     if cfg.spark_read_max_bytes < limit and python_can_read(cfg.inputs):
         limit = cfg.spark_read_max_bytes
     by_spark = (F.col("length") > 0) & (F.col("length") <= limit)
+    if unnamable:
+        by_spark &= ~F.col("path").isin(*unnamable)
     counted = Observation("files")
     # counted before the filter: every file passes through this branch's scan of the listing
     rest = read_by_python(files.observe(counted, F.count(F.lit(1)).alias("n")).where(~by_spark))

@@ -172,7 +172,7 @@ def test_spark_reads_only_files_up_to_its_limit(spark, monkeypatch):
 
     def read_by_spark(*options: str) -> dict[str, tuple[int, bool]]:
         cfg = parse_args(["--input", str(SAMPLES), "--output", "/unused", *options])
-        files, source, _ = reading.list_files(spark, cfg)
+        files, source, *_ = reading.list_files(spark, cfg)
         df = reading.with_content(spark, cfg, files, source)[0].select("path", "length", "content")
         return {local(r.path).name: (r.length, r.content is not None) for r in df.collect()}
 
@@ -220,7 +220,7 @@ def test_files_named_to_spark_are_read_exactly(spark, tmp_path):
 @pytest.mark.parametrize("inputs", [["in"], ["in", "in/a"], ["in/*"], ["in/{a,b}"], ["in/*/zero.jpg"],
                                     ["in/a/zero.jpg"]])
 def test_empty_files_are_found_where_spark_looks(spark, tmp_path, inputs):
-    """Spark's listing drops 0-byte files, found apart (reading.empty_files): the same ones
+    """Spark's listing drops 0-byte files, found apart (reading.dropped_files): the same ones
     Spark's file index holds, for globs and overlapping inputs too."""
     from spark_jobs import reading
 
@@ -232,8 +232,38 @@ def test_empty_files_are_found_where_spark_looks(spark, tmp_path, inputs):
     uris = [str(tmp_path / i) for i in inputs]
     indexed = reading._reader(spark, "*").load(uris)._jdf.inputFiles()
     spark_empty = {local(p.removeprefix("file://")) for p in indexed if p.endswith("zero.jpg") or p.endswith("top.jpg")}
-    ours = [local(path) for path, _, _ in reading.empty_files(uris, "*")]
+    ours = [local(path) for path, _, _ in reading.dropped_files(uris, "*").empty]
     assert len(ours) == len(set(ours)) and set(ours) == spark_empty and spark_empty
+
+
+@pytest.mark.parametrize("read_mode", ["executor", "spark"])
+def test_file_names_that_are_not_utf8_get_a_row_and_never_fail_the_run(spark, tmp_path, read_mode):
+    """Hadoop cannot name such a file (its listing silently drops it) and pyarrow's listing
+    raised on it: each gets its row, named with backslash escapes as `ls -b` shows it."""
+    import os
+
+    folder = os.fsencode(tmp_path / "in" / "café")
+    os.makedirs(folder)
+    shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", os.path.join(folder, b"fine.jpg"))
+    (tmp_path / "in" / "zero.jpg").touch()
+    out = tmp_path / "out"
+    args = ["--input", str(tmp_path / "in"), "--output", str(out), "--read-mode", read_mode, "--incremental"]
+    assert run_job(*args, "--run-id", "r1") == 0
+
+    # new in the next increment (named to Spark by path when Spark reads the bytes)
+    shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", os.path.join(folder, b"bad\xff.jpg"))
+    for skipped in (b".hidden\xff.jpg", b"notes\xfe.txt"):
+        open(os.path.join(folder, skipped), "wb").close()
+    open(os.path.join(folder, b"empty\xfe.jpg"), "wb").close()
+    assert run_job(*args, "--run-id", "r2") == 0
+    rows = {Path(r.path).name: r.error_kind for r in spark.read.parquet(str(out / "images")).collect()}
+    assert rows == {"fine.jpg": None, "zero.jpg": "empty", "bad\\xff.jpg": "unreadable",
+                    "empty\\xfe.jpg": "empty"}
+    runs = spark.read.parquet(str(out / "runs")).where("run_id = 'r2'").first()
+    assert (runs.n_listed, runs.n_processed, runs.n_gone) == (4, 2, 0)
+    # the same names every run: the next increment finds nothing new
+    assert run_job(*args, "--run-id", "r3") == 0
+    assert spark.read.parquet(str(out / "runs")).where("run_id = 'r3'").first().n_processed == 0
 
 
 def test_python_can_read_probes_each_input(tmp_path):

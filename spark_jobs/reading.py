@@ -227,7 +227,10 @@ def _unnamable_files(root: str, taken) -> list[tuple]:
                 pass
             path = raw.decode(errors="backslashreplace")
             if taken(path):
-                st = os.stat(raw)
+                try:
+                    st = os.stat(raw)
+                except OSError:  # gone since os.walk saw it
+                    continue
                 mtime = EPOCH + timedelta(microseconds=st.st_mtime_ns // 1000)
                 rows.append((f"file:{path}", st.st_size, mtime))
     return rows

@@ -133,8 +133,8 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
     if cfg.partitions:
         files = files.repartition(cfg.partitions, "path")
     work = files
-    files, counted = reading.with_content(spark, cfg, work, source, subset=current is not None,
-                                          unnamable=unnamable)
+    files, counted, gone_when_named = reading.with_content(
+        spark, cfg, work, source, subset=current is not None, unnamable=unnamable)
     images = transform.image_table(files, cfg.extract)
     if gone is not None:
         images = images.unionByName(gone)
@@ -151,7 +151,8 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
         log.warning("Spark could not read %d file(s): the Python workers read them again", unread)
         more = read_skipped(spark, cfg, work, staged)
         metrics = {k: (v or 0) + (more[k] or 0) for k, v in metrics.items()}
-    metrics["n_listed"] = listing.get["n"] if listing is not None else metrics["n_processed"]
+    # files named to Spark but gone by then were listed, then left out: gone, like any other
+    metrics["n_listed"] = (listing.get["n"] - gone_when_named) if listing is not None else metrics["n_processed"]
     metrics["n_gone"] = max(0, found - metrics["n_listed"])
     if metrics["n_gone"]:
         log.warning("%d file(s) found by the listing were gone or forbidden when the job read "

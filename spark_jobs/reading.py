@@ -29,6 +29,7 @@ METADATA_SCHEMA = T.StructType([
 # names starting with '_': cameras write _DSC0001.JPG.
 IGNORED_NAMES = r"^\."
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+GONE_RETRIES = 20  # files deleted between an increment's listing and its read (_read_named)
 
 
 def _reader(spark: SparkSession, glob: str):
@@ -305,8 +306,14 @@ def read_by_python(files: DataFrame) -> DataFrame:
     return files.withColumn("content", F.lit(None).cast("binary"))
 
 
+class Content(NamedTuple):
+    files: DataFrame  # the files with their ``content`` column
+    counted: Observation | None  # when Spark reads: ``n`` files handed to the job, counted as it runs
+    gone: int  # files named to Spark that were gone by then (left out of ``files``)
+
+
 def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, source: DataFrame,
-                 subset: bool = False, unnamable: list[str] = ()) -> tuple[DataFrame, Observation | None]:
+                 subset: bool = False, unnamable: list[str] = ()) -> Content:
     """Add a ``content`` column: the bytes when Spark reads them, null when executors will.
 
     Spark reads only files of at most --spark-read-max-bytes: it holds each file's bytes
@@ -321,11 +328,11 @@ def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, source: 
     runs after the first), Spark is pointed at those files by name instead, so no other
     file's content is read. The ``unnamable`` paths go to the Python worker, which gives
     them their row: Spark cannot be pointed at them.
-    When Spark reads, the Observation returned counts ``files`` (``n``) as the job runs:
-    Spark skips the files it cannot read, and fewer rows than that says so.
+    When Spark reads, ``counted`` counts ``files`` (``n``) as the job runs: Spark skips the
+    files it cannot read, and fewer rows than that says so.
     """
     if executor_reads(cfg):
-        return read_by_python(files), None
+        return Content(read_by_python(files), None, 0)
     limit = cfg.extract.max_file_bytes
     if cfg.spark_read_max_bytes < limit and python_can_read(cfg.inputs):
         limit = cfg.spark_read_max_bytes
@@ -340,21 +347,38 @@ def with_content(spark: SparkSession, cfg: JobConfig, files: DataFrame, source: 
         # length and time but not on path, so naming the files is how Spark reads just these.
         paths = [glob_escape(r.path) for r in files.where(by_spark).select("path").collect()]
         if not paths:
-            return rest, counted
-        source = _read_named(spark, paths)
+            return Content(rest, counted, 0)
+        source, gone = _read_named(spark, paths)
+    else:
+        gone = 0
     small = source.where(by_spark).select(*METADATA, "content")
-    return small.unionByName(rest), counted
+    return Content(small.unionByName(rest), counted, gone)
 
 
-def _read_named(spark: SparkSession, paths: list[str]) -> DataFrame:
-    """binaryFile over exactly these files: PySpark's ``load(paths)``, except that the names
-    cross to the JVM as one string, split there; py4j sends a list one element per call
-    (100,000 names: 7.3 s, against 0.1 s as one string)."""
+def _read_named(spark: SparkSession, paths: list[str]) -> tuple[DataFrame, int]:
+    """binaryFile over exactly these files (glob-escaped): PySpark's ``load(paths)``, except
+    that the names cross to the JVM as one string, split there; py4j sends a list one
+    element per call (100,000 names: 7.3 s, against 0.1 s as one string).
+
+    Spark checks that each named file exists: one deleted since the listing is dropped from
+    the names instead of failing the run (up to GONE_RETRIES of them; returns how many)."""
+    from pyspark.errors import AnalysisException
+
     jvm = spark.sparkContext._jvm
     nul = "\0"  # the one character no file system allows in a name
-    names = jvm.java.util.regex.Pattern.compile(nul).splitAsStream(nul.join(paths)).toList()
     reader = _reader(spark, "*")
-    return reader._df(reader._jreader.load(jvm.PythonUtils.toSeq(names)))
+    paths = list(paths)
+    for gone in range(GONE_RETRIES + 1):
+        names = jvm.java.util.regex.Pattern.compile(nul).splitAsStream(nul.join(paths)).toList()
+        try:
+            return reader._df(reader._jreader.load(jvm.PythonUtils.toSeq(names))), gone
+        except AnalysisException as e:
+            gone = (e.getMessageParameters() or {}).get("path")
+            if e.getCondition() != "PATH_NOT_FOUND" or glob_escape(gone or "") not in paths:
+                raise
+            log.warning("%s is gone since the listing", gone)
+            paths.remove(glob_escape(gone))
+    raise OSError(f"more than {GONE_RETRIES} new files were gone before Spark read them")
 
 
 def glob_escape(path: str) -> str:

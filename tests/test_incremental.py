@@ -135,6 +135,34 @@ def test_files_that_cannot_be_read_never_fail_a_run(spark, tmp_path, monkeypatch
     assert counts["processed"] == 1  # the increment: its one new file left
 
 
+def test_files_gone_before_spark_is_pointed_at_them_never_fail_an_increment(spark, tmp_path, monkeypatch):
+    """An increment names its new files to Spark, which checks that each exists: one deleted
+    between the listing and that check is left out and counted as gone, as in any run,
+    instead of failing the run with 'path does not exist' (exit 3)."""
+    from spark_jobs import reading
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES / "flowers", inp / "flowers")
+    args = ["--input", str(inp), "--output", str(out), "--incremental", "--read-mode", "spark"]
+    assert run_job(*args, "--run-id", "r1") == 0
+    new = [inp / "flowers" / f"new{i}.jpg" for i in range(3)]
+    for path in new:
+        shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", path)
+    read_named = reading._read_named
+
+    def delete_then_read(spark, paths):
+        new[0].unlink()
+        new[2].unlink()
+        return read_named(spark, paths)
+
+    monkeypatch.setattr(reading, "_read_named", delete_then_read)
+    assert run_job(*args, "--run-id", "r2") == 0
+    rows = spark.read.parquet(str(out / "images")).where("run_id = 'r2'").collect()
+    assert {Path(r.path).name: r.error_kind for r in rows} == {"new1.jpg": None}
+    counts = records(out)["r2"]["counts"]
+    assert (counts["processed"], counts["gone"]) == (1, 2)
+
+
 def committed(out: Path) -> dict[str, list[str]]:
     """Run ids committed in each table."""
     return {t: sorted(p.name.removeprefix("run_id=") for p in (out / t).glob("run_id=*"))

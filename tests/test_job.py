@@ -212,7 +212,7 @@ def test_files_named_to_spark_are_read_exactly(spark, tmp_path):
     for i, name in enumerate(names):
         (tmp_path / name).write_bytes(bytes([i]) * (i + 1))
     wanted = [f"file:{tmp_path / n}" for n in names[:-1]]
-    df = reading._read_named(spark, [reading.glob_escape(p) for p in wanted])
+    df, _ = reading._read_named(spark, [reading.glob_escape(p) for p in wanted])
     got = {r.path: bytes(r.content) for r in df.select("path", "content").collect()}
     assert got == {p: bytes([i]) * (i + 1) for i, p in enumerate(wanted)}
 

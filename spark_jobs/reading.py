@@ -94,8 +94,9 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
         source = _reader(spark, cfg.glob).load(cfg.inputs)
         dropped = dropped_listing.result()
     files = source.select(*METADATA)
-    if dropped.empty or dropped.unnamable:
+    if dropped.empty:
         log.info("%d empty file(s) listed", len(dropped.empty))
+    if dropped.empty or dropped.unnamable:
         rows = _arrow_table(dropped.empty + dropped.unnamable)
         files = files.unionByName(spark.createDataFrame(rows, METADATA_SCHEMA))
     # The file index holds the 0-byte files too (its scan drops them), not the unnamable.

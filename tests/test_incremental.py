@@ -221,7 +221,7 @@ def test_compact_rewrites_the_current_state_as_one_run(spark, tmp_path):
     assert committed(out)["images"] == ["r3"] and current_state(spark, out) == state
 
 
-def test_an_increment_refuses_settings_that_change_the_features(spark, tmp_path):
+def test_an_increment_refuses_settings_that_change_the_features(spark, tmp_path, caplog):
     inp, out = tmp_path / "in", tmp_path / "out"
     shutil.copytree(SAMPLES, inp)
     args = ["--input", str(inp), "--output", str(out), "--incremental"]
@@ -246,6 +246,10 @@ def test_an_increment_refuses_settings_that_change_the_features(spark, tmp_path)
     (inp / "people" / "copy.png").unlink()
     assert run_job(*args, "--max-side", "0", "--run-id", "r4") == 0
     assert run_job(*args, "--run-id", "r5") == 2
+    # a state written before runs kept their settings cannot be checked: a warning, no refusal
+    (out / "images" / "run_id=r4" / "_settings.json").unlink()
+    assert run_job(*args, "--run-id", "r5") == 0
+    assert "cannot be checked" in caplog.text
 
 
 def test_retry_errors_reads_files_of_those_error_kinds_again(spark, tmp_path):

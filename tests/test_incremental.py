@@ -214,6 +214,7 @@ def test_compact_rewrites_the_current_state_as_one_run(spark, tmp_path):
     assert current_state(spark, out) == state
     assert sorted(map(repr, spark.read.parquet(str(out / "summary")).drop("run_id").collect())) == summary
     assert records(out)["r3"]["stages_s"]["compact"] > 0
+    assert json.loads((out / "images" / "run_id=r3" / "_settings.json").read_text())["max_side"] == 512
 
     # a rerun of the compacting run finds no earlier state: it reads every file again
     assert run_job(*args, "--compact", "--run-id", "r3") == 0

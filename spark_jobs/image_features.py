@@ -286,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)  # exits with code 2 on bad arguments
     logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if cfg.log_level != "DEBUG":  # py4j logs every connection it closes at INFO
+        logging.getLogger("py4j").setLevel(logging.WARNING)
     from spark_jobs.run_record import RunRecord
     from spark_jobs.session import SetupError, get_session, stop_session
     from spark_jobs.storage import Storage

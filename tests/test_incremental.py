@@ -416,3 +416,16 @@ def test_readme_recipes_read_the_current_state(spark, tmp_path):
 
     rows = duckdb.sql(_readme_block("sql", "-- DuckDB", out)).fetchall()
     assert sorted(r[0] for r in rows) == want
+
+
+def test_operations_monitoring_queries_run_on_runs(spark, tmp_path):
+    """The SQL of docs/operations.md runs on a real runs/ table and says what it claims."""
+    out = tmp_path / "out"
+    assert run_job("--input", str(SAMPLES), "--output", str(out), "--run-id", "ok") == 0
+    assert run_job("--input", str(tmp_path / "missing"), "--output", str(out), "--run-id", "bad") == 3
+    text = (ROOT / "docs" / "operations.md").read_text()
+    failed, rates = [block.split("```", 1)[0] for block in text.split("```sql\n")[1:]]
+    rows = spark.sql(failed.replace("out/runs", str(out / "runs")).rstrip().rstrip(";")).collect()
+    assert [(r.run_id, r.exit_code) for r in rows] == [("bad", 3)]
+    (row,) = spark.sql(rates.replace("out/runs", str(out / "runs")).rstrip().rstrip(";")).collect()
+    assert row.run_id == "ok" and row.error_rate == 3 / 9 and row.images_per_s > 0

@@ -193,8 +193,6 @@ def write_aggregates(spark, storage, cfg: JobConfig, run_id: str) -> None:
 
     from spark_jobs import transform, writing
 
-    if not cfg.incremental:  # a full run describes every file: earlier runs are superseded
-        writing.drop_runs_except(storage, cfg.output, "images", run_id)
     current = writing.current_rows(spark, storage, cfg.output).where(~F.col("deleted")).drop("run_id")
 
     def write(name: str, make) -> None:
@@ -235,9 +233,11 @@ def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
     stages = record.data["stages_s"]
     t = time.perf_counter()
     metrics, changed = write_images(spark, storage, cfg, run_id)
+    if not cfg.incremental:  # a full run describes every file: earlier runs are superseded
+        writing.drop_runs_except(storage, cfg.output, "images", run_id)
     counts = run_counts(metrics, record)
     stages["images"] = round(time.perf_counter() - t, 3)
-    if cfg.compact:
+    if cfg.compact and cfg.incremental:  # a full run is one run already: nothing to merge
         t = time.perf_counter()
         writing.compact_images(spark, storage, cfg.output, run_id, dataclasses.asdict(cfg.extract))
         stages["compact"] = round(time.perf_counter() - t, 3)

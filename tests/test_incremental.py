@@ -275,6 +275,19 @@ def test_retry_errors_reads_files_of_those_error_kinds_again(spark, tmp_path):
     assert committed(out)["images"] == ["r1", "r3"]
 
 
+def test_a_full_run_with_compact_holds_exactly_its_files(spark, tmp_path):
+    """--compact on a run without --incremental must not bring back rows of earlier runs:
+    a full run describes exactly what it listed."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    assert run_job("--input", str(inp), "--output", str(out), "--run-id", "r1") == 0
+    (inp / "people" / "matplotlib-grace_hopper.jpg").unlink()
+    assert run_job("--input", str(inp), "--output", str(out), "--compact", "--run-id", "r2") == 0
+    images = spark.read.parquet(str(out / "images"))
+    assert images.count() == 8 and images.where("path LIKE '%grace_hopper%'").count() == 0
+    assert committed(out)["images"] == ["r2"]
+
+
 def test_every_run_leaves_a_record(spark, tmp_path):
     out = tmp_path / "out"
     assert run_job("--input", str(SAMPLES), "--output", str(out), "--run-id", "ok") == 0

@@ -374,11 +374,11 @@ def _read_named(spark: SparkSession, paths: list[str]) -> tuple[DataFrame, int]:
         try:
             return reader._df(reader._jreader.load(jvm.PythonUtils.toSeq(names))), gone
         except AnalysisException as e:
-            gone = (e.getMessageParameters() or {}).get("path")
-            if e.getCondition() != "PATH_NOT_FOUND" or glob_escape(gone or "") not in paths:
+            missing = glob_escape((e.getMessageParameters() or {}).get("path") or "")
+            if e.getCondition() != "PATH_NOT_FOUND" or missing not in paths:
                 raise
-            log.warning("%s is gone since the listing", gone)
-            paths.remove(glob_escape(gone))
+            log.warning("%s is gone since the listing", e.getMessageParameters()["path"])
+            paths.remove(missing)
     raise OSError(f"more than {GONE_RETRIES} new files were gone before Spark read them")
 
 

@@ -219,6 +219,8 @@ def _unnamable_files(root: str, taken) -> list[tuple]:
     import os
 
     rows = []
+    # A driver-side walk, but only of a local input in which pyarrow met such a name: no
+    # other listing (Hadoop's, pyarrow's) can name these files at all.
     for folder, _, names in os.walk(os.fsencode(root)):
         for name in names:
             raw = os.path.join(folder, name)

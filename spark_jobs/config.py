@@ -101,13 +101,14 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
     d = defaults.get
     p = argparse.ArgumentParser(
         prog="python -m spark_jobs.image_features",
-        description="Turn a folder or bucket of images into Parquet tables of image features "
-        "(one row per file in <output>/images/, aggregates in <output>/summary/ and "
-        "<output>/duplicates/).",
+        description="Turn a folder or bucket of images into Parquet tables of image features:\n"
+        "<output>/images/ (one row per file), summary/ (per label), duplicates/ (identical\n"
+        "or look-alike files) and runs/ (one row per run).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Defaults come from conf/job.properties. Exit codes: 0 success, 1 infrastructure "
-        "failure, 2 bad arguments, 3 input missing, 4 success but more error rows than "
-        "--max-error-rate.",
+        epilog="Defaults come from conf/job.properties. Exit codes: 0 success; 1 infrastructure\n"
+        "failure (retry); 2 bad arguments, or an increment asking for other feature settings\n"
+        "than the current rows'; 3 input missing; 4 committed, but more error rows than\n"
+        "--max-error-rate; 130, 143 stopped by SIGINT, SIGTERM (nothing half-written).",
     )
     io = p.add_argument_group("input and output")
     io.add_argument("--input", nargs="+", metavar="URI", help="folders or files to read (any "

@@ -12,21 +12,34 @@ from udfs.errors import ERROR_KINDS
 from udfs.extract import ExtractOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where a wheel puts conf/ and samples/ (pyproject.toml); a checkout has them at its root.
+INSTALLED_DATA = Path(__file__).resolve().parent
 
 
 def _conf_dir() -> Path:
-    """IMAGE_ETL_CONF_DIR, else the checkout's conf/, else the working directory (where
-    spark-submit --files puts job.properties in cluster deploy mode)."""
+    """IMAGE_ETL_CONF_DIR, else the first of these holding job.properties: the checkout's
+    conf/, the working directory (where spark-submit --files puts it in cluster deploy mode),
+    the copy installed with the package. None holding it: the working directory (defaults)."""
     if os.environ.get("IMAGE_ETL_CONF_DIR"):
         return Path(os.environ["IMAGE_ETL_CONF_DIR"])
-    checkout = PROJECT_ROOT / "conf"
-    return checkout if checkout.is_dir() else Path.cwd()
+    for candidate in (PROJECT_ROOT / "conf", Path.cwd(), INSTALLED_DATA / "conf"):
+        if (candidate / "job.properties").is_file():
+            return candidate
+    return Path.cwd()
+
+
+def _samples_dir() -> Path:
+    """The bundled samples (--demo): IMAGE_ETL_SAMPLES_DIR when set (submit.sh sets it: under
+    spark-submit this module is imported from the project's zip), else the checkout's, else
+    the copy installed with the package."""
+    if os.environ.get("IMAGE_ETL_SAMPLES_DIR"):
+        return Path(os.environ["IMAGE_ETL_SAMPLES_DIR"])
+    checkout = PROJECT_ROOT / "samples"
+    return checkout if checkout.is_dir() else INSTALLED_DATA / "samples"
 
 
 CONF_DIR = _conf_dir()
-# The bundled samples (--demo): IMAGE_ETL_SAMPLES_DIR when set (submit.sh sets it: under
-# spark-submit this module is imported from the project's zip), else the checkout's.
-SAMPLES_DIR = Path(os.environ.get("IMAGE_ETL_SAMPLES_DIR") or PROJECT_ROOT / "samples")
+SAMPLES_DIR = _samples_dir()
 READ_MODES = ("auto", "executor", "spark")
 
 # File name extensions taken by default (any letter case): what Pillow and pillow-heif read.

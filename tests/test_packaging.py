@@ -66,3 +66,8 @@ def test_an_installed_job_runs_its_demo_with_its_own_settings(installed, tmp_pat
     assert all(p.startswith(str(installed)) for p in record["inputs"]), record["inputs"]
     # conf/spark-local.properties was read (Spark's own default is 10000)
     assert record["config"]["spark"]["spark.sql.execution.arrow.maxRecordsPerBatch"] == "256"
+    # and conf/log4j2.properties: Spark says nothing below errors (no NativeCodeLoader warning,
+    # no "Setting default log level" banner), so the job's own log lines are what is read
+    spark_lines = [line for line in proc.stderr.splitlines() if " spark_jobs." not in line
+                   and not line.startswith("WARNING: Using incubator modules")]
+    assert not spark_lines, spark_lines

@@ -124,8 +124,10 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
         "--max-error-rate; 130, 143 stopped by SIGINT, SIGTERM (nothing half-written).",
     )
     io = p.add_argument_group("input and output")
-    io.add_argument("--input", nargs="+", metavar="URI", help="folders or files to read (any "
-                    "Hadoop file system URI: file:, hdfs:, s3a:, abfss:, gs:), searched recursively")
+    # extend: --input a --input b reads both (a plain nargs="+" kept only the last, silently)
+    io.add_argument("--input", nargs="+", action="extend", metavar="URI", help="folders or "
+                    "files to read (any Hadoop file system URI: file:, hdfs:, s3a:, abfss:, gs:), "
+                    "searched recursively; repeat it or give several")
     io.add_argument("--output", metavar="URI", help="where the tables go")
     io.add_argument("--demo", action="store_true", help="run on the bundled sample images "
                     "(samples/) and write to ./output/demo unless --output is given")

@@ -217,6 +217,16 @@ def test_files_named_to_spark_are_read_exactly(spark, tmp_path):
     assert got == {p: bytes([i]) * (i + 1) for i, p in enumerate(wanted)}
 
 
+def test_repeated_and_overlapping_inputs_give_one_row_per_file(spark, tmp_path):
+    """--input given again adds to the inputs (it used to replace them, silently), and a file
+    under two inputs is still one file."""
+    out = tmp_path / "out"
+    assert run_job("--input", str(SAMPLES), str(SAMPLES / "flowers" / "mate-freshflower.jpg"),
+                   "--input", str(SAMPLES / "flowers"), "--output", str(out)) == 0
+    paths = [r.path for r in spark.read.parquet(str(out / "images")).select("path").collect()]
+    assert len(paths) == len(set(paths)) == 9
+
+
 @pytest.mark.parametrize("inputs", [["in"], ["in", "in/a"], ["in/*"], ["in/{a,b}"], ["in/*/zero.jpg"],
                                     ["in/a/zero.jpg"]])
 def test_empty_files_are_found_where_spark_looks(spark, tmp_path, inputs):

@@ -7,6 +7,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
+from urllib.parse import quote
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -276,11 +277,15 @@ def _pyarrow_root(uri: str):
 
 
 def _pyarrow_uri(uri: str) -> str:
+    """An input named as Spark names it (not percent-encoded: 'My Photos') as the URI pyarrow
+    parses (percent-encoded: pyarrow refused a space or a brace, and missed the empty files)."""
     if uri.startswith("file:") or "://" not in uri:
         path = uri[5:] if uri.startswith("file:") else uri
-        return "file://" + ("/" + path.lstrip("/"))
+        return "file://" + quote("/" + path.lstrip("/"), safe="/")
     scheme, rest = uri.split("://", 1)
-    return {"s3a": "s3", "s3n": "s3", "gcs": "gs"}.get(scheme, scheme) + "://" + rest
+    authority, _, path = rest.partition("/")
+    scheme = {"s3a": "s3", "s3n": "s3", "gcs": "gs"}.get(scheme, scheme)
+    return f"{scheme}://{authority}/{quote(path, safe='/')}"
 
 
 def python_can_read(inputs: list[str]) -> bool:

@@ -180,7 +180,7 @@ def read_skipped(spark, cfg: JobConfig, work, staged: str) -> dict:
 
     from spark_jobs import reading, transform, writing
 
-    skipped = work.join(spark.read.parquet(staged).select("path"), "path", "left_anti")
+    skipped = work.join(writing.read_parquet(spark, staged).select("path"), "path", "left_anti")
     observed = Observation("skipped")
     images = transform.image_table(reading.read_by_python(skipped), cfg.extract)
     writing.stage_more(images.observe(observed, *transform.run_metrics()), staged)
@@ -262,7 +262,7 @@ def print_report(spark, cfg: JobConfig, run_id: str, counts: dict) -> None:
           + (f", {counts['gone']} gone before they were read" if counts["gone"] else ""))
     from pyspark.sql import functions as F
 
-    summary = spark.read.parquet(writing.table_uri(cfg.output, "summary"))
+    summary = writing.read_parquet(spark, writing.table_uri(cfg.output, "summary"))
     # The total row (label null) and the first labels by name: a lake can hold millions of
     # folders, so the driver takes a bounded number of rows; the rest stay in summary/.
     rows = (

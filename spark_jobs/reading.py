@@ -31,6 +31,7 @@ METADATA_SCHEMA = T.StructType([
 IGNORED_NAMES = r"^\."
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 GONE_RETRIES = 20  # files deleted between an increment's listing and its read (_read_named)
+_GLOB_CHARS = re.compile(r"[*?\[\]{}\\]")  # special in Hadoop's path globs
 
 
 def _reader(spark: SparkSession, glob: str):
@@ -88,11 +89,12 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
     (``dropped_files``, with local files whose names are not UTF-8) and added: every file
     gets its row.
     """
+    inputs = literal_inputs(spark, cfg.inputs)
     # Both listings wait on the file system (on an object store, pages of LIST requests):
     # run them side by side.
     with ThreadPoolExecutor(1) as pool:
-        dropped_listing = pool.submit(dropped_files, cfg.inputs, cfg.glob)
-        source = _reader(spark, cfg.glob).load(cfg.inputs)
+        dropped_listing = pool.submit(dropped_files, inputs, cfg.glob)
+        source = _reader(spark, cfg.glob).load(inputs)
         dropped = dropped_listing.result()
     files = source.select(*METADATA)
     if dropped.empty:
@@ -103,6 +105,24 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
     # The file index holds the 0-byte files too (its scan drops them), not the unnamable.
     found = len(source._jdf.inputFiles()) + len(dropped.unnamable)
     return Listing(files, source, found, [row[0] for row in dropped.unnamable])
+
+
+def literal_inputs(spark: SparkSession, inputs: list[str]) -> list[str]:
+    """The inputs as Spark's listing takes them: Spark matches every input as a glob, so
+    one whose name holds glob characters (a folder 'photos [2024]', 'a{b}.jpg') matched
+    nothing and failed the run ("Path does not exist"). Such an input that exists as named
+    is escaped, so it is read as named; any other is a glob (/lake/*/2024)."""
+    from spark_jobs.storage import Storage
+
+    storage = Storage(spark)
+
+    def exists(uri: str) -> bool:
+        try:
+            return storage.exists(uri)
+        except Exception:  # noqa: BLE001 - a name Hadoop cannot take (a:b) is no literal input
+            return False
+
+    return [glob_escape(u) if _GLOB_CHARS.search(u) and exists(u) else u for u in inputs]
 
 
 def _arrow_table(rows: list[tuple]):
@@ -242,12 +262,24 @@ def _unnamable_files(root: str, taken) -> list[tuple]:
 
 
 def _split_glob(uri: str) -> tuple[str, str]:
-    """(the leading folders of ``uri`` free of glob characters, the rest: '' if none)."""
-    first = re.search(r"[*?\[{]", uri)
-    if first is None:
-        return uri, ""
-    cut = uri.rfind("/", 0, first.start())
-    return uri[:cut], uri[cut + 1:]
+    """(the leading folders of ``uri`` free of glob characters, unescaped; the rest, a glob:
+    '' if none). A character after a backslash is literal (``photos \\[2024\\]``)."""
+    i, cut = 0, None
+    while i < len(uri):
+        if uri[i] == "\\":
+            i += 2
+            continue
+        if uri[i] in "*?[{":
+            cut = uri.rfind("/", 0, i)
+            break
+        i += 1
+    if cut is None:
+        return _unescape(uri), ""
+    return _unescape(uri[:cut]), uri[cut + 1:]
+
+
+def _unescape(glob: str) -> str:
+    return re.sub(r"\\(.)", r"\1", glob, flags=re.DOTALL)
 
 
 def _matched_input(root: str, pattern: str):
@@ -255,7 +287,7 @@ def _matched_input(root: str, pattern: str):
     itself when there is no glob ``pattern``, else the ancestor the pattern matches."""
     if not pattern:
         return lambda path: root
-    regex = glob_regex(root.rstrip("/") + "/" + pattern)
+    regex = glob_regex(glob_escape(root.rstrip("/")) + "/" + pattern)
     depth = root.rstrip("/").count("/") + 1
 
     def matched(path: str) -> str | None:
@@ -391,4 +423,4 @@ def _read_named(spark: SparkSession, paths: list[str]) -> tuple[DataFrame, int]:
 
 def glob_escape(path: str) -> str:
     """A file name made literal for Spark's path globbing (which treats *?[]{} specially)."""
-    return re.sub(r"([*?\[\]{}\\])", r"\\\1", path)
+    return _GLOB_CHARS.sub(r"\\\g<0>", path)

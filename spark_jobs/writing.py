@@ -14,6 +14,7 @@ import logging
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from spark_jobs.reading import glob_escape
 from spark_jobs.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,12 @@ def table_uri(output: str, table: str) -> str:
 
 def run_uri(output: str, table: str, run_id: str) -> str:
     return f"{output}/{table}/{RUN_PREFIX}{run_id}"
+
+
+def read_parquet(spark: SparkSession, uri: str) -> DataFrame:
+    """Our own table or staged run at ``uri``, read as named: Spark takes a path to read as
+    a glob, and an output folder may hold glob characters ('out [2024]')."""
+    return spark.read.parquet(glob_escape(uri))
 
 
 def write_run(storage: Storage, df: DataFrame, output: str, table: str, run_id: str,
@@ -127,7 +134,7 @@ def current_rows(spark: SparkSession, storage: Storage, output: str,
 
     ``before_run``: ignore that run's own rows, so a rerun of it sees what it saw the first time.
     """
-    images = spark.read.parquet(table_uri(output, "images"))
+    images = read_parquet(spark, table_uri(output, "images"))
     runs = [r for r in committed_runs(storage, output, "images") if r != before_run]
     if before_run is not None:
         images = images.where(F.col("run_id") != before_run)

@@ -196,23 +196,30 @@ def test_a_run_that_finds_nothing_commits_nothing_unless_aggregates_lag(spark, t
     assert summary.n_files == 9
 
 
-def test_compact_rewrites_the_current_state_as_one_run(spark, tmp_path):
-    inp, out = tmp_path / "in", tmp_path / "out"
+@pytest.mark.parametrize(("inp_name", "out_name", "read_mode"), [
+    ("in", "out", "auto"),
+    # Spark takes every path it reads as a glob: these names are read as named
+    ("photos [2024]", "out {a,b} [1]", "spark"),
+])
+def test_compact_rewrites_the_current_state_as_one_run(spark, tmp_path, inp_name, out_name, read_mode):
+    from spark_jobs.writing import read_parquet
+
+    inp, out = tmp_path / inp_name, tmp_path / out_name
     shutil.copytree(SAMPLES, inp)
-    args = ["--input", str(inp), "--output", str(out), "--incremental"]
+    args = ["--input", str(inp), "--output", str(out), "--incremental", "--read-mode", read_mode]
     assert run_job(*args, "--run-id", "r1") == 0
     shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", inp / "people" / "copy.png")
     (inp / "people" / "matplotlib-grace_hopper.jpg").unlink()
     assert run_job(*args, "--run-id", "r2") == 0  # a new file and a tombstone
     state = current_state(spark, out)
-    summary = sorted(map(repr, spark.read.parquet(str(out / "summary")).drop("run_id").collect()))
+    summary = sorted(map(repr, read_parquet(spark, str(out / "summary")).drop("run_id").collect()))
 
     assert run_job(*args, "--compact", "--run-id", "r3") == 0  # nothing new: compaction only
     assert committed(out) == {"images": ["r3"], "summary": ["r3"], "duplicates": ["r3"]}
-    images = spark.read.parquet(str(out / "images"))
+    images = read_parquet(spark, str(out / "images"))
     assert images.count() == len(state) == 9 and images.where("deleted").count() == 0
     assert current_state(spark, out) == state
-    assert sorted(map(repr, spark.read.parquet(str(out / "summary")).drop("run_id").collect())) == summary
+    assert sorted(map(repr, read_parquet(spark, str(out / "summary")).drop("run_id").collect())) == summary
     assert records(out)["r3"]["stages_s"]["compact"] > 0
     assert json.loads((out / "images" / "run_id=r3" / "_settings.json").read_text())["max_side"] == 512
 

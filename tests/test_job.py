@@ -228,14 +228,33 @@ def test_repeated_and_overlapping_inputs_give_one_row_per_file(spark, tmp_path):
     assert len(paths) == len(set(paths)) == 9
 
 
+def test_inputs_named_with_glob_characters_are_read_as_named(spark, tmp_path):
+    """Spark takes every input as a glob: 'photos [2024]' matched nothing ("Path does not
+    exist", exit 3). An input that exists as named is read as named; others stay globs."""
+    for folder in ["photos [2024]", "a{b,c}", "ab"]:
+        shutil.copytree(SAMPLES / "flowers", tmp_path / "in" / folder)
+        (tmp_path / "in" / folder / "zero.jpg").touch()
+    out = tmp_path / "out"
+    assert run_job("--input", str(tmp_path / "in" / "photos [2024]"), str(tmp_path / "in" / "a{b,c}"),
+                   "--output", str(out)) == 0
+    rows = spark.read.parquet(str(out / "images")).select("path", "error_kind").collect()
+    folders = sorted(local(r.path).parent.name for r in rows)
+    assert folders == ["a{b,c}"] * 3 + ["photos [2024]"] * 3
+    assert sorted(r.error_kind or "" for r in rows) == ["", "", "", "", "empty", "empty"]
+    glob = tmp_path / "globbed"
+    assert run_job("--input", str(tmp_path / "in" / "a[b]"), "--output", str(glob)) == 0
+    assert {local(r.path).parent.name for r in spark.read.parquet(str(glob / "images")).collect()} == {"ab"}
+
+
 @pytest.mark.parametrize("inputs", [["in"], ["in", "in/a"], ["in/*"], ["in/{a,b}"], ["in/*/zero.jpg"],
-                                    ["in/a/zero.jpg"], ["in/m y"]])
+                                    ["in/a/zero.jpg"], ["in/m y"], ["in/p \\[1\\]"],
+                                    ["in/p \\[1\\]/*.jpg"]])
 def test_empty_files_are_found_where_spark_looks(spark, tmp_path, inputs):
     """Spark's listing drops 0-byte files, found apart (reading.dropped_files): the same ones
     Spark's file index holds, for globs and overlapping inputs too."""
     from spark_jobs import reading
 
-    for folder in ["a", "_u", ".h", "a/.x", "b/c", "m y"]:
+    for folder in ["a", "_u", ".h", "a/.x", "b/c", "m y", "p [1]"]:
         (tmp_path / "in" / folder).mkdir(parents=True)
         (tmp_path / "in" / folder / "zero.jpg").touch()
         (tmp_path / "in" / folder / "full.jpg").write_bytes(b"x")

@@ -152,12 +152,12 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                      "time); rerunning an id replaces that run's output")
     run.add_argument("--incremental", action="store_true", help="only read files whose "
                      "(path, modification_time, size_bytes) are not yet in <output>/images/")
-    run.add_argument("--retry-errors", default=d("retry_errors", ""), metavar="KIND[,KIND]",
+    run.add_argument("--retry-errors", action="append", metavar="KIND[,KIND]",
                      help="with --incremental, also read again the files whose current row has "
                      "one of these error kinds, e.g. 'unreadable' (a file forbidden, then "
                      "allowed) or 'too_large' (after raising --max-file-bytes); their metadata "
                      "did not change, so an increment would not otherwise (kinds: "
-                     + ", ".join(ERROR_KINDS) + ")")
+                     + ", ".join(ERROR_KINDS) + "); may be repeated")
     run.add_argument("--compact", action="store_true", help="with --incremental, then rewrite "
                      "<output>/images/ as this one run holding the current state (latest row "
                      "per path, tombstones dropped) and delete the older runs: keeps scheduled "
@@ -210,7 +210,8 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         parser.error("--max-error-rate must be between 0 and 1")
     if a.partitions < 0 or a.task_bytes <= 0 or a.spark_read_max_bytes <= 0:
         parser.error("--partitions must be >= 0, --task-bytes and --spark-read-max-bytes > 0")
-    retry_errors = tuple(k.strip() for k in a.retry_errors.split(",") if k.strip())
+    given = ",".join(a.retry_errors) if a.retry_errors else defaults.get("retry_errors", "")
+    retry_errors = tuple(dict.fromkeys(k.strip() for k in given.split(",") if k.strip()))
     if unknown := [k for k in retry_errors if k not in ERROR_KINDS]:
         parser.error(f"--retry-errors: unknown error kind(s) {', '.join(unknown)} "
                      f"(kinds: {', '.join(ERROR_KINDS)})")

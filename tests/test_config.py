@@ -1,0 +1,22 @@
+"""The command line over conf/job.properties (no Spark)."""
+
+from __future__ import annotations
+
+from spark_jobs.config import parse_args
+
+
+def test_repeated_options_add_up_instead_of_replacing(tmp_path):
+    cfg = parse_args(["--input", "/a", "/b", "--input", "/c", "--output", "/o",
+                      "--retry-errors", "unreadable", "--retry-errors", "too_large,unreadable"],
+                     conf_dir=tmp_path)
+    assert cfg.inputs == ["/a", "/b", "/c"]
+    assert cfg.retry_errors == ("unreadable", "too_large")
+
+
+def test_job_properties_give_defaults_the_command_line_replaces(tmp_path):
+    (tmp_path / "job.properties").write_text("retry_errors=corrupt\nmax_side=256\n")
+    base = ["--input", "/a", "--output", "/o"]
+    cfg = parse_args(base, conf_dir=tmp_path)
+    assert cfg.retry_errors == ("corrupt",) and cfg.extract.max_side == 256
+    cfg = parse_args([*base, "--retry-errors", "timeout", "--max-side", "0"], conf_dir=tmp_path)
+    assert cfg.retry_errors == ("timeout",) and cfg.extract.max_side == 0

@@ -146,7 +146,8 @@ def test_client_mode_run_equals_local(cluster, deps_only_python, local_run, tmp_
 
 
 @pytest.mark.skipif(os.environ.get("IMAGE_ETL_TEST_PACKED") != "1",
-                    reason="packed env (venv-pack, ~110 MB) is slow: set IMAGE_ETL_TEST_PACKED=1")
+                    reason="packed env (venv-pack, ~110 MB) is slow: set IMAGE_ETL_TEST_PACKED=1 "
+                    "(after pip install -e '.[test,pack]')")
 def test_packed_env_run_equals_local(cluster, deps_only_python, local_run, tmp_path):
     out = tmp_path / "out"
     r = submit("--master", cluster.master_url, "--env", "standalone", "--package", *SMALL_EXECUTORS,

@@ -93,8 +93,13 @@ if [[ "$event_dir" == file:* || "$event_dir" == /* ]]; then
   mkdir -p "$dir"
 fi
 
-build="$here/build"
-mkdir -p "$build"
+# What submit.sh builds (the code's zip, the packed environment): in the checkout, else (a
+# checkout deployed read-only, run by another user) in the user's cache; IMAGE_ETL_BUILD_DIR wins.
+build="${IMAGE_ETL_BUILD_DIR:-$here/build}"
+if [[ -z "${IMAGE_ETL_BUILD_DIR:-}" ]] && ! { mkdir -p "$build" && [[ -w "$build" ]]; } 2>/dev/null; then
+  build="${XDG_CACHE_HOME:-$HOME/.cache}/spark-image-etl/build"
+fi
+mkdir -p "$build" || die 1 "cannot create $build for the code's zip (set IMAGE_ETL_BUILD_DIR)"
 
 # The project's code as one zip for the driver's and executors' PYTHONPATH (cheap: always rebuilt).
 # Written aside and renamed: other submissions from this checkout may be reading the last one.

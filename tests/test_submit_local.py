@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -51,3 +52,29 @@ def test_submit_sh_takes_spark_submits_own_form(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out / "_runs" / "op.json").read_text())["counts"]["ok"] == 2
+
+
+def test_submit_sh_builds_elsewhere_when_the_checkout_is_read_only(tmp_path):
+    """A checkout deployed read-only (an image run by another user): the code's zip goes to
+    the user's cache instead of failing on build/. (Simulated for root, who may write
+    anywhere: build/ is a file there, so it cannot be made a folder.)"""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copy2(ROOT / "submit.sh", checkout)  # a link would lead it back to this checkout
+    for name in ("spark_jobs", "udfs", "conf", "samples"):
+        (checkout / name).symlink_to(ROOT / name)
+    (checkout / "build").write_text("not a folder")
+    cache = tmp_path / "cache"
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, XDG_CACHE_HOME=str(cache))
+    env.pop("IMAGE_ETL_BUILD_DIR", None)
+    proc = subprocess.run([str(checkout / "submit.sh"), "--", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "usage:" in proc.stdout
+    assert (cache / "spark-image-etl" / "build" / "spark_image_etl.zip").is_file()
+
+    env["IMAGE_ETL_BUILD_DIR"] = str(tmp_path / "chosen")  # set: used, and no fallback
+    proc = subprocess.run([str(checkout / "submit.sh"), "--", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and (tmp_path / "chosen" / "spark_image_etl.zip").is_file()
+

@@ -77,4 +77,3 @@ def test_submit_sh_builds_elsewhere_when_the_checkout_is_read_only(tmp_path):
     proc = subprocess.run([str(checkout / "submit.sh"), "--", "--help"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and (tmp_path / "chosen" / "spark_image_etl.zip").is_file()
-

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-import re
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
-from urllib.parse import quote
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs.config import JobConfig
+from spark_jobs.dropped import dropped_files, python_can_read
+from spark_jobs.globs import GLOB_CHARS, glob_escape
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +28,7 @@ METADATA_SCHEMA = T.StructType([
 # Skip hidden names (.thumbnails/, .DS_Store) but, unlike Spark's default '^[._]', keep
 # names starting with '_': cameras write _DSC0001.JPG.
 IGNORED_NAMES = r"^\."
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 GONE_RETRIES = 20  # files deleted between an increment's listing and its read (_read_named)
-_GLOB_CHARS = re.compile(r"[*?\[\]{}\\]")  # special in Hadoop's path globs
 
 
 def _reader(spark: SparkSession, glob: str):
@@ -78,7 +75,7 @@ class Listing(NamedTuple):
     # Files the listing found, counted on the driver; any that ``files`` does not yield were
     # gone (or forbidden) by the time the job read them (see _reader).
     found: int
-    unnamable: list[str]  # paths in ``files`` that no reader can open (_unnamable_files)
+    unnamable: list[str]  # paths in ``files`` that no reader can open (see spark_jobs.dropped)
 
 
 def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
@@ -122,7 +119,7 @@ def literal_inputs(spark: SparkSession, inputs: list[str]) -> list[str]:
         except Exception:  # noqa: BLE001 - a name Hadoop cannot take (a:b) is no literal input
             return False
 
-    return [glob_escape(u) if _GLOB_CHARS.search(u) and exists(u) else u for u in inputs]
+    return [glob_escape(u) if GLOB_CHARS.search(u) and exists(u) else u for u in inputs]
 
 
 def _arrow_table(rows: list[tuple]):
@@ -134,204 +131,6 @@ def _arrow_table(rows: list[tuple]):
     return pa.table({"path": pa.array(paths, pa.string()),
                      "length": pa.array(lengths, pa.int64()),
                      "modificationTime": pa.array(times, pa.timestamp("us", tz="UTC"))})
-
-
-def glob_regex(glob: str) -> re.Pattern:
-    """A Hadoop file-name glob (*, ?, [abc], {a,b}) as a compiled regular expression."""
-    out, depth, i = [], 0, 0
-    while i < len(glob):
-        c = glob[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            j = glob.index("]", i + 1)
-            body = glob[i + 1 : j]
-            out.append("[" + ("^" + body[1:] if body.startswith("^") else re.escape(body).replace("\\-", "-")) + "]")
-            i = j
-        elif c == "{":
-            depth += 1
-            out.append("(?:")
-        elif c == "}" and depth:
-            depth -= 1
-            out.append(")")
-        elif c == "," and depth:
-            out.append("|")
-        elif c == "\\" and i + 1 < len(glob):
-            i += 1
-            out.append(re.escape(glob[i]))
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
-
-
-class Dropped(NamedTuple):
-    """(path, length, modificationTime) rows of the files Spark's listing drops."""
-
-    empty: list[tuple]  # 0-byte files (Spark's file index holds them; its scan drops them)
-    unnamable: list[tuple]  # local files whose names are not UTF-8 (see _unnamable_files)
-
-
-def dropped_files(inputs: list[str], glob: str) -> Dropped:
-    """The files Spark's listing drops, named as Spark names paths, found with pyarrow.fs
-    (local, HDFS, S3, GCS, Azure); none where it cannot list.
-
-    Inputs are matched as Spark matches them: a glob in an input (``/lake/*/2024``) selects
-    files and folders, searched recursively; names starting with '.' below them are skipped.
-    """
-    from pyarrow import fs
-
-    empty, unnamable = {}, {}  # by path: inputs may overlap
-    for uri in inputs:
-        scheme = uri.split("://", 1)[0] if "://" in uri else "file"
-        base, pattern = _split_glob(uri)
-        try:
-            filesystem, root, info = _pyarrow_root(base)
-            infos = (
-                filesystem.get_file_info(fs.FileSelector(root, recursive=True))
-                if info.type == fs.FileType.Directory else [info]
-            )
-        except Exception as e:  # noqa: BLE001 - Spark's own listing stays authoritative
-            log.warning("cannot look for empty files under %s (%s): they get no row", uri, e)
-            continue
-        taken = _taken(root, pattern, glob)
-        undecodable = False
-        for f in infos:
-            if f.type != fs.FileType.File:
-                continue
-            try:
-                path = f.path
-            except UnicodeDecodeError:  # pyarrow cannot name it either
-                undecodable = True
-                continue
-            if f.size == 0 and taken(path):
-                path = f"file:{path}" if scheme == "file" else f"{scheme}://{path}"
-                empty[path] = (path, 0, f.mtime)
-        if undecodable and scheme == "file":
-            unnamable.update((row[0], row) for row in _unnamable_files(root, taken))
-    if unnamable:
-        log.warning("%d file(s) have names that are not UTF-8, which Spark cannot open (rename "
-                    "them): their rows name them with \\x escapes and say unreadable (or empty)",
-                    len(unnamable))
-    return Dropped(list(empty.values()), list(unnamable.values()))
-
-
-def _taken(root: str, pattern: str, glob: str):
-    """path -> whether Spark's listing of ``root`` + ``pattern`` with ``glob`` takes it."""
-    name_ok = (lambda name: True) if glob == "*" else glob_regex(glob).match
-    matched = _matched_input(root, pattern)
-
-    def taken(path: str) -> bool:
-        top = matched(path)
-        return (top is not None and bool(name_ok(path.rsplit("/", 1)[-1]))
-                and not any(p.startswith(".") for p in path[len(top):].split("/") if p))
-
-    return taken
-
-
-def _unnamable_files(root: str, taken) -> list[tuple]:
-    """Rows for the files under local folder ``root`` whose names are not UTF-8 (legacy
-    encodings, archives unpacked as-is): Java, so Hadoop and Spark, cannot name them and
-    its listing silently drops them. Each is named here with backslash escapes for the
-    bytes that are not UTF-8 (as `ls -b` shows them): no reader can open that name, so the
-    file gets an ``unreadable`` row (an ``empty`` one if it has no bytes) instead of none."""
-    import os
-
-    rows = []
-    # A driver-side walk, but only of a local input in which pyarrow met such a name: no
-    # other listing (Hadoop's, pyarrow's) can name these files at all.
-    for folder, _, names in os.walk(os.fsencode(root)):
-        for name in names:
-            raw = os.path.join(folder, name)
-            try:
-                raw.decode()
-                continue
-            except UnicodeDecodeError:
-                pass
-            path = raw.decode(errors="backslashreplace")
-            if taken(path):
-                try:
-                    st = os.stat(raw)
-                except OSError:  # gone since os.walk saw it
-                    continue
-                mtime = EPOCH + timedelta(microseconds=st.st_mtime_ns // 1000)
-                rows.append((f"file:{path}", st.st_size, mtime))
-    return rows
-
-
-def _split_glob(uri: str) -> tuple[str, str]:
-    """(the leading folders of ``uri`` free of glob characters, unescaped; the rest, a glob:
-    '' if none). A character after a backslash is literal (``photos \\[2024\\]``)."""
-    i, cut = 0, None
-    while i < len(uri):
-        if uri[i] == "\\":
-            i += 2
-            continue
-        if uri[i] in "*?[{":
-            cut = uri.rfind("/", 0, i)
-            break
-        i += 1
-    if cut is None:
-        return _unescape(uri), ""
-    return _unescape(uri[:cut]), uri[cut + 1:]
-
-
-def _unescape(glob: str) -> str:
-    return re.sub(r"\\(.)", r"\1", glob, flags=re.DOTALL)
-
-
-def _matched_input(root: str, pattern: str):
-    """path -> the input it lies under (itself or a folder above it), None if none: ``root``
-    itself when there is no glob ``pattern``, else the ancestor the pattern matches."""
-    if not pattern:
-        return lambda path: root
-    regex = glob_regex(glob_escape(root.rstrip("/")) + "/" + pattern)
-    depth = root.rstrip("/").count("/") + 1
-
-    def matched(path: str) -> str | None:
-        parts = path.split("/")
-        for i in range(depth + 1, len(parts) + 1):
-            if regex.match(top := "/".join(parts[:i])):
-                return top
-        return None
-
-    return matched
-
-
-def _pyarrow_root(uri: str):
-    """(pyarrow file system, path, FileInfo) of an input named as Spark names it."""
-    from pyarrow import fs
-
-    filesystem, root = fs.FileSystem.from_uri(_pyarrow_uri(uri))
-    return filesystem, root, filesystem.get_file_info(root)
-
-
-def _pyarrow_uri(uri: str) -> str:
-    """An input named as Spark names it (not percent-encoded: 'My Photos') as the URI pyarrow
-    parses (percent-encoded: pyarrow refused a space or a brace, and missed the empty files)."""
-    if uri.startswith("file:") or "://" not in uri:
-        path = uri[5:] if uri.startswith("file:") else uri
-        return "file://" + quote("/" + path.lstrip("/"), safe="/")
-    scheme, rest = uri.split("://", 1)
-    authority, _, path = rest.partition("/")
-    scheme = {"s3a": "s3", "s3n": "s3", "gcs": "gs"}.get(scheme, scheme)
-    return f"{scheme}://{authority}/{quote(path, safe='/')}"
-
-
-def python_can_read(inputs: list[str]) -> bool:
-    """Whether pyarrow's file systems reach every input from here (one metadata request
-    each): the Python workers read files through them (udfs.spark_udf.read_uri)."""
-    for uri in inputs:
-        try:
-            _pyarrow_root(uri)
-        except Exception as e:  # noqa: BLE001 - no credentials, no libhdfs, unknown scheme...
-            log.warning("pyarrow cannot reach %s (%s): Spark reads every file up to "
-                        "--max-file-bytes, and a file needs several times its size of "
-                        "executor heap", uri, e)
-            return False
-    return True
 
 
 def executor_reads(cfg: JobConfig) -> bool:
@@ -419,8 +218,3 @@ def _read_named(spark: SparkSession, paths: list[str]) -> tuple[DataFrame, int]:
             log.warning("%s is gone since the listing", e.getMessageParameters()["path"])
             paths.remove(missing)
     raise OSError(f"more than {GONE_RETRIES} new files were gone before Spark read them")
-
-
-def glob_escape(path: str) -> str:
-    """A file name made literal for Spark's path globbing (which treats *?[]{} specially)."""
-    return _GLOB_CHARS.sub(r"\\\g<0>", path)

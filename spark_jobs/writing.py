@@ -14,7 +14,7 @@ import logging
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.reading import glob_escape
+from spark_jobs.globs import glob_escape
 from spark_jobs.storage import Storage
 
 log = logging.getLogger(__name__)

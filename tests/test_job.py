@@ -250,9 +250,9 @@ def test_inputs_named_with_glob_characters_are_read_as_named(spark, tmp_path):
                                     ["in/a/zero.jpg"], ["in/m y"], ["in/p \\[1\\]"],
                                     ["in/p \\[1\\]/*.jpg"]])
 def test_empty_files_are_found_where_spark_looks(spark, tmp_path, inputs):
-    """Spark's listing drops 0-byte files, found apart (reading.dropped_files): the same ones
+    """Spark's listing drops 0-byte files, found apart (dropped.dropped_files): the same ones
     Spark's file index holds, for globs and overlapping inputs too."""
-    from spark_jobs import reading
+    from spark_jobs import dropped, reading
 
     for folder in ["a", "_u", ".h", "a/.x", "b/c", "m y", "p [1]"]:
         (tmp_path / "in" / folder).mkdir(parents=True)
@@ -263,7 +263,7 @@ def test_empty_files_are_found_where_spark_looks(spark, tmp_path, inputs):
     indexed = reading._reader(spark, "*").load(uris)._jdf.inputFiles()
     spark_empty = {local(unquote(p.removeprefix("file://"))) for p in indexed  # URIs: %20 for ' '
                    if p.endswith("zero.jpg") or p.endswith("top.jpg")}
-    ours = [local(path) for path, _, _ in reading.dropped_files(uris, "*").empty]
+    ours = [local(path) for path, _, _ in dropped.dropped_files(uris, "*").empty]
     assert len(ours) == len(set(ours)) and set(ours) == spark_empty and spark_empty
 
 
@@ -298,7 +298,7 @@ def test_file_names_that_are_not_utf8_get_a_row_and_never_fail_the_run(spark, tm
 
 
 def test_python_can_read_probes_each_input(tmp_path):
-    from spark_jobs.reading import python_can_read
+    from spark_jobs.dropped import python_can_read
 
     assert python_can_read([str(tmp_path), f"file:{tmp_path}"])
     assert not python_can_read([str(tmp_path), "har:///archive.har/images"])  # Hadoop only

@@ -120,12 +120,12 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
     if cfg.incremental:
         incremental.check_settings(storage, cfg.output, run_id, settings)
     reading.plan_tasks(spark, cfg.task_bytes)
-    files, source, found, unnamable = reading.list_files(spark, cfg)
+    files, source, found, unnamable, scope = reading.list_files(spark, cfg)
     current = gone = listing = None
     if cfg.incremental:
         listing = Observation("listing")
         current = incremental.current_files(spark, storage, cfg.output, run_id)
-        gone = incremental.tombstones(files, current)
+        gone = incremental.tombstones(files, current, scope)
         # counted as the new work is found: listing again for the count would double the
         # listing cost of every scheduled run (millions of objects on an object store)
         files = incremental.new_work(files.observe(listing, F.count(F.lit(1)).alias("n")), current,

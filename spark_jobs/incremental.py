@@ -2,14 +2,15 @@
 
 A file is new work when its (path, modification_time, size_bytes) has no current row; a
 changed file is processed again and its new row supersedes the old one. A current path that
-is no longer listed gets a tombstone row (``deleted`` true, features null).
+is no longer listed, under the run's inputs, gets a tombstone row (``deleted`` true,
+features null).
 """
 
 from __future__ import annotations
 
 import logging
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import writing
@@ -71,11 +72,13 @@ def new_work(files: DataFrame, current: DataFrame | None, retry_errors=()) -> Da
     return files.join(known, ["path", "length", "modificationTime"], "left_anti")
 
 
-def tombstones(files: DataFrame, current: DataFrame | None) -> DataFrame | None:
-    """One row per current path that is no longer listed: its last metadata, deleted=true."""
+def tombstones(files: DataFrame, current: DataFrame | None, scope: Column) -> DataFrame | None:
+    """One row per current path under the inputs (``scope``) that is no longer listed: its
+    last metadata, deleted=true. Rows outside the inputs stay current: an increment over
+    one day's folder says nothing of the other days'."""
     if current is None:
         return None
-    gone = current.join(files.select("path"), "path", "left_anti")
+    gone = current.join(files.select("path"), "path", "left_anti").where(scope)
     kept = {"path", "label", "size_bytes", "modification_time"}
     return gone.select(
         *[F.col(c) if c in kept else F.lit(None).cast(current.schema[c].dataType).alias(c)

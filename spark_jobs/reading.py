@@ -6,13 +6,14 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs.config import JobConfig
 from spark_jobs.dropped import dropped_files, python_can_read
-from spark_jobs.globs import GLOB_CHARS, glob_escape
+from spark_jobs.globs import GLOB_CHARS, glob_escape, glob_regex, split_glob
+from spark_jobs.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Listing(NamedTuple):
     # gone (or forbidden) by the time the job read them (see _reader).
     found: int
     unnamable: list[str]  # paths in ``files`` that no reader can open (see spark_jobs.dropped)
+    scope: Column  # whether a ``path`` lies under the inputs (listed or not): see under_inputs
 
 
 def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
@@ -86,7 +88,8 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
     (``dropped_files``, with local files whose names are not UTF-8) and added: every file
     gets its row.
     """
-    inputs = literal_inputs(spark, cfg.inputs)
+    storage = Storage(spark)
+    inputs = literal_inputs(storage, cfg.inputs)
     # Both listings wait on the file system (on an object store, pages of LIST requests):
     # run them side by side.
     with ThreadPoolExecutor(1) as pool:
@@ -101,17 +104,15 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
         files = files.unionByName(spark.createDataFrame(rows, METADATA_SCHEMA))
     # The file index holds the 0-byte files too (its scan drops them), not the unnamable.
     found = len(source._jdf.inputFiles()) + len(dropped.unnamable)
-    return Listing(files, source, found, [row[0] for row in dropped.unnamable])
+    return Listing(files, source, found, [row[0] for row in dropped.unnamable],
+                   under_inputs(storage, inputs))
 
 
-def literal_inputs(spark: SparkSession, inputs: list[str]) -> list[str]:
+def literal_inputs(storage: Storage, inputs: list[str]) -> list[str]:
     """The inputs as Spark's listing takes them: Spark matches every input as a glob, so
     one whose name holds glob characters (a folder 'photos [2024]', 'a{b}.jpg') matched
     nothing and failed the run ("Path does not exist"). Such an input that exists as named
     is escaped, so it is read as named; any other is a glob (/lake/*/2024)."""
-    from spark_jobs.storage import Storage
-
-    storage = Storage(spark)
 
     def exists(uri: str) -> bool:
         try:
@@ -120,6 +121,21 @@ def literal_inputs(spark: SparkSession, inputs: list[str]) -> list[str]:
             return False
 
     return [glob_escape(u) if GLOB_CHARS.search(u) and exists(u) else u for u in inputs]
+
+
+def under_inputs(storage: Storage, inputs: list[str]) -> Column:
+    """Whether a ``path`` lies under one of ``inputs`` (as ``literal_inputs`` gives them),
+    named as Spark's listing names paths: what an incremental run answers for. A file of
+    the current state outside them (another day's folder) was not looked at, so it is not
+    gone."""
+    patterns = []
+    for uri in inputs:
+        base, pattern = split_glob(uri)
+        prefix = glob_escape(storage.qualify(base or "/").rstrip("/"))
+        glob = prefix + "/" + pattern if pattern else prefix
+        patterns.append(glob_regex(glob).pattern.removesuffix(r"\Z"))
+    # Java's regular expressions, as Spark's rlike runs them: the whole path, or below it
+    return F.col("path").rlike("(?s)^(?:" + "|".join(patterns) + r")(?:/.*)?\z")
 
 
 def _arrow_table(rows: list[tuple]):

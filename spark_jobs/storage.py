@@ -23,6 +23,12 @@ class Storage:
         path, fs = self._path(uri)
         return bool(fs.exists(path))
 
+    def qualify(self, uri: str) -> str:
+        """``uri`` as Spark's listing names what lies under it: /x -> file:/x (or
+        hdfs://namenode:8020/x where that is the default file system)."""
+        path, fs = self._path(uri)
+        return str(fs.makeQualified(path).toString())
+
     def list_dir(self, uri: str) -> list[str]:
         """Names of the entries of a directory ([] when it does not exist)."""
         path, fs = self._path(uri)

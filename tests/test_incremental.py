@@ -86,8 +86,8 @@ def test_spark_reads_new_files_by_name_only_when_some_are_known(spark, tmp_path,
     from spark_jobs import reading
 
     named = []
-    real = reading.glob_escape
-    monkeypatch.setattr(reading, "glob_escape", lambda p: named.append(p) or real(p))
+    real = reading._read_named
+    monkeypatch.setattr(reading, "_read_named", lambda spark, paths: named.extend(paths) or real(spark, paths))
     inp, out = tmp_path / "in", tmp_path / "out"
     shutil.copytree(SAMPLES, inp)
     args = ["--input", str(inp), "--output", str(out), "--incremental", "--read-mode", "spark"]
@@ -167,6 +167,26 @@ def committed(out: Path) -> dict[str, list[str]]:
     """Run ids committed in each table."""
     return {t: sorted(p.name.removeprefix("run_id=") for p in (out / t).glob("run_id=*"))
             for t in ("images", "summary", "duplicates")}
+
+
+@pytest.mark.parametrize("narrowed", ["{inp}/flowers", "file://{inp}/flowers/", "{inp}/[f]lowers"])
+def test_an_increment_answers_only_for_its_inputs(spark, tmp_path, narrowed):
+    """Files outside an increment's inputs were not looked at: they are not gone (an
+    increment over one day's folder leaves the other days' rows current)."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    args = ["--output", str(out), "--incremental"]
+    assert run_job("--input", str(inp), *args, "--run-id", "r1") == 0
+    (inp / "flowers" / "sklearn-flower.jpg").unlink()
+    (inp / "people" / "skimage-astronaut.png").unlink()  # outside the next run's inputs
+    assert run_job("--input", narrowed.format(inp=inp), *args, "--run-id", "r2") == 0
+    assert records(out)["r2"]["counts"]["deleted"] == 1
+    rows = {Path(r.path).name: r.deleted for r in spark.read.parquet(str(out / "images")).collect()
+            if r.run_id == "r2"}
+    assert rows == {"sklearn-flower.jpg": True}
+    assert len(current_state(spark, out)) == 8  # the astronaut stays current until listed again
+    assert run_job("--input", str(inp), *args, "--run-id", "r3") == 0
+    assert records(out)["r3"]["counts"]["deleted"] == 1 and len(current_state(spark, out)) == 7
 
 
 def test_a_run_that_finds_nothing_commits_nothing_unless_aggregates_lag(spark, tmp_path):
@@ -373,7 +393,7 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_tables(spark, tmp_pat
     assert run_job(*common, "--output", str(killed), "--run-id", "r1") == 0
     assert run_job(*common, "--output", str(clean), "--run-id", "r1") == 0
     rows = current_state(spark, killed)
-    assert len(rows) == 12 * 9
+    assert len(rows) == 12 * 9 + 2  # the early run's files are outside the inputs: still current
     assert [t for t in rows if "/early/" not in t[0]] == current_state(spark, clean)
     assert not (killed / "_staging").exists()
 

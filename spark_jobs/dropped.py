@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 from urllib.parse import quote
 
-from spark_jobs.globs import glob_escape, glob_regex, split_glob
+from spark_jobs.globs import glob_regex, join_glob, split_glob
 
 log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -114,7 +114,7 @@ def _matched_input(root: str, pattern: str):
     itself when there is no glob ``pattern``, else the ancestor the pattern matches."""
     if not pattern:
         return lambda path: root
-    regex = glob_regex(glob_escape(root.rstrip("/")) + "/" + pattern)
+    regex = glob_regex(join_glob(root, pattern))
     depth = root.rstrip("/").count("/") + 1
 
     def matched(path: str) -> str | None:

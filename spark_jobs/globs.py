@@ -61,6 +61,13 @@ def split_glob(uri: str) -> tuple[str, str]:
     return unescape(uri[:cut]), uri[cut + 1:]
 
 
+def join_glob(root: str, pattern: str) -> str:
+    """``split_glob``'s two parts joined again: the literal folder ``root``, escaped, with the
+    glob ``pattern`` below it."""
+    prefix = glob_escape(root.rstrip("/"))
+    return prefix + "/" + pattern if pattern else prefix
+
+
 def unescape(glob: str) -> str:
     """The literal name an escaped glob stands for (``photos \\[1\\]`` -> ``photos [1]``)."""
     return re.sub(r"\\(.)", r"\1", glob, flags=re.DOTALL)

@@ -12,7 +12,7 @@ from pyspark.sql import types as T
 
 from spark_jobs.config import JobConfig
 from spark_jobs.dropped import dropped_files, python_can_read
-from spark_jobs.globs import GLOB_CHARS, glob_escape, glob_regex, split_glob
+from spark_jobs.globs import GLOB_CHARS, glob_escape, glob_regex, join_glob, split_glob
 from spark_jobs.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,7 @@ def under_inputs(storage: Storage, inputs: list[str]) -> Column:
     patterns = []
     for uri in inputs:
         base, pattern = split_glob(uri)
-        prefix = glob_escape(storage.qualify(base or "/").rstrip("/"))
-        glob = prefix + "/" + pattern if pattern else prefix
+        glob = join_glob(storage.qualify(base or "/"), pattern)
         patterns.append(glob_regex(glob).pattern.removesuffix(r"\Z"))
     # Java's regular expressions, as Spark's rlike runs them: the whole path, or below it
     return F.col("path").rlike("(?s)^(?:" + "|".join(patterns) + r")(?:/.*)?\z")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spark_jobs.globs import glob_escape, glob_regex, split_glob, unescape
+from spark_jobs.globs import glob_escape, glob_regex, join_glob, split_glob, unescape
 
 ODD_NAMES = ["photos [2024]", "a{b,c}", "x*?.jpg", "back\\slash", "é ñ #1%20.jpg", "plain"]
 
@@ -33,3 +33,10 @@ def test_globs_match_as_hadoop_matches_them():
 ])
 def test_split_glob_keeps_the_literal_folders_in_front(uri, split):
     assert split_glob(uri) == split
+
+
+def test_join_glob_escapes_the_folder_and_keeps_the_pattern():
+    assert join_glob("/in/photos [2024]/", "*.jpg") == "/in/photos \\[2024\\]/*.jpg"
+    assert join_glob("file:/in/a{b}", "") == "file:/in/a\\{b\\}"
+    for root, pattern in [("/in/photos [2024]", "*.jpg"), ("s3a://b/x", "*/2024"), ("/in/a{b}", "")]:
+        assert split_glob(join_glob(root, pattern)) == (root, pattern)

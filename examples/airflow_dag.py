@@ -3,7 +3,8 @@
 Every attempt of a DAG run uses the same run id (the logical date), so a retry replaces that
 run's output instead of duplicating it. The job's exit codes (README "Exit codes"):
 0 success, 1 infrastructure failure (worth a retry), 2 bad arguments, 3 input missing,
-4 committed but too many error rows (look at the data: retrying will not help).
+4 committed but too many error rows (look at the data: retrying will not help),
+5 another run holds the output's lock (a retry later goes through).
 """
 
 from __future__ import annotations

@@ -104,6 +104,7 @@ class JobConfig:
     retry_errors: tuple[str, ...] = ()
     compact: bool = False
     max_error_rate: float = 1.0
+    stale_lock_after: float = 300.0
     master: str | None = None
     env: str = "local"
     spark_conf: dict[str, str] = field(default_factory=dict)
@@ -121,7 +122,8 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
         epilog="Defaults come from conf/job.properties. Exit codes: 0 success; 1 infrastructure\n"
         "failure (retry); 2 bad arguments, or an increment asking for other feature settings\n"
         "than the current rows'; 3 input missing; 4 committed, but more error rows than\n"
-        "--max-error-rate; 130, 143 stopped by SIGINT, SIGTERM (nothing half-written).",
+        "--max-error-rate; 5 another run holds the output (retry later); 130, 143 stopped\n"
+        "by SIGINT, SIGTERM (nothing half-written).",
     )
     io = p.add_argument_group("input and output")
     # extend: --input a --input b reads both (a plain nargs="+" kept only the last, silently)
@@ -166,6 +168,11 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
     run.add_argument("--max-error-rate", type=float, default=float(d("max_error_rate", "1.0")),
                      metavar="F", help="exit with code 4 when more than this fraction of "
                      "files has an error row (default: %(default)s)")
+    run.add_argument("--stale-lock-after", type=float, default=float(d("stale_lock_after", "300")),
+                     metavar="SECONDS", help="a run holds <output>/_lock.json while it runs, "
+                     "renewing it; another run finding it exits with code 5, unless it was "
+                     "not renewed for this long (its run was killed) or its process on this "
+                     "machine is gone; 0 = no lock (default: %(default)s)")
     sp = p.add_argument_group("spark")
     sp.add_argument("--master", help="Spark master (default: local[*], or what spark-submit set)")
     sp.add_argument("--env", default=os.environ.get("IMAGE_ETL_ENV", "local"), help="which "
@@ -206,6 +213,8 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         if not sep or not key:
             parser.error(f"--conf wants KEY=VALUE, got {kv!r}")
         spark_conf[key.strip()] = value.strip()
+    if a.stale_lock_after < 0:
+        parser.error("--stale-lock-after must be >= 0")
     if not 0.0 <= a.max_error_rate <= 1.0:
         parser.error("--max-error-rate must be between 0 and 1")
     if a.partitions < 0 or a.task_bytes <= 0 or a.spark_read_max_bytes <= 0:
@@ -241,6 +250,7 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         retry_errors=retry_errors,
         compact=a.compact,
         max_error_rate=a.max_error_rate,
+        stale_lock_after=a.stale_lock_after,
         master=a.master,
         env=a.env,
         spark_conf=spark_conf,

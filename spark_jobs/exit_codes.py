@@ -7,6 +7,7 @@ INFRASTRUCTURE = 1  # Spark, Java, the file system or the cluster failed: retry 
 BAD_ARGUMENTS = 2  # fix the command line (argparse's own code)
 INPUT_MISSING = 3  # an --input path does not exist
 TOO_MANY_ERRORS = 4  # the run committed, but more files failed than --max-error-rate allows
+OUTPUT_BUSY = 5  # another run holds the output's lock (output_lock.py): retry later
 SIGNAL_BASE = 128  # stopped by a signal: 128 + its number, as shells say (SIGINT 130, SIGTERM 143)
 
 

@@ -282,12 +282,22 @@ def print_report(spark, cfg: JobConfig, run_id: str, counts: dict) -> None:
         print(f"{name + ':':<12} {writing.table_uri(cfg.output, name)}")
 
 
+def release(lock) -> None:
+    """Release the output's lock; where that fails, the lock goes stale in its time."""
+    try:
+        lock.release()
+    except Exception as e:  # noqa: BLE001 - the run's outcome stands
+        log.warning("could not remove %s (the next run takes it over after --stale-lock-after "
+                    "seconds): %s", lock.uri, exit_codes.first_line(e))
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)  # exits with code 2 on bad arguments
     logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if cfg.log_level != "DEBUG":  # py4j logs every connection it closes at INFO
         logging.getLogger("py4j").setLevel(logging.WARNING)
+    from spark_jobs.output_lock import OutputBusy, OutputLock
     from spark_jobs.run_record import RunRecord
     from spark_jobs.session import SetupError, get_session, stop_session
     from spark_jobs.storage import Storage
@@ -300,12 +310,17 @@ def main(argv: list[str] | None = None) -> int:
     run_id = cfg.run_id or new_run_id()
     storage = Storage(spark)
     record = RunRecord(storage, cfg, run_id, dict(spark.sparkContext.getConf().getAll()))
-    record.save()
+    lock = (OutputLock(storage, cfg.output, run_id, cfg.stale_lock_after,
+                       on_lost=spark.sparkContext.cancelAllJobs)
+            if cfg.stale_lock_after else None)
     stop = StopOnSignal(spark)
     progress = Progress(spark)
-    progress.start()
     started = time.perf_counter()
     try:
+        if lock is not None:
+            lock.acquire()
+        record.save()
+        progress.start()
         log.info("run %s: %s -> %s", run_id, " ".join(cfg.inputs), cfg.output)
         counts = run(spark, storage, cfg, run_id, record)
         log.info("run %s finished in %.1f s", run_id, time.perf_counter() - started)
@@ -321,7 +336,13 @@ def main(argv: list[str] | None = None) -> int:
             return exit_codes.TOO_MANY_ERRORS
         record.finish("succeeded", exit_codes.SUCCESS)
         return exit_codes.SUCCESS
+    except OutputBusy as e:  # nothing written, not even the record (its id may be the holder's)
+        log.error("run %s not started: %s", run_id, e)
+        return exit_codes.OUTPUT_BUSY
     except Exception as e:  # noqa: BLE001 - classified into an exit code for the scheduler
+        if lock is not None and lock.lost_to is not None:
+            log.error("run %s stopped: run %s took over the output", run_id, lock.lost_to)
+            return exit_codes.OUTPUT_BUSY
         if stop.signum is not None:
             name = signal.Signals(stop.signum).name
             log.error("run %s stopped by %s: what it committed stays; a rerun completes it",
@@ -336,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop.close()
         progress.stop()
+        if lock is not None:
+            release(lock)
         if owned:
             stop_session(spark)
 

@@ -7,6 +7,9 @@ This is the one module that reaches into the JVM: PySpark has no public file sys
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
 
@@ -14,6 +17,9 @@ class Storage:
     def __init__(self, spark: SparkSession):
         self._jvm = spark.sparkContext._jvm
         self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+        # Called before every change to the output (delete, write, move): the output lock
+        # raises there once another run has taken the output over.
+        self.before_change: Callable[[], None] = lambda: None
 
     def _path(self, uri: str):
         path = self._jvm.org.apache.hadoop.fs.Path(uri)
@@ -36,7 +42,54 @@ class Storage:
             return []
         return sorted(status.getPath().getName() for status in fs.listStatus(path))
 
+    def modified_ms(self, uri: str) -> int | None:
+        """A file's modification time (ms since the epoch, the file system's clock), None
+        when it does not exist."""
+        path, fs = self._path(uri)
+        try:
+            return int(fs.getFileStatus(path).getModificationTime())
+        except Py4JJavaError as e:
+            if self._raised(e, "java.io.FileNotFoundException"):
+                return None
+            raise
+
+    def create_new(self, uri: str, data: bytes) -> bool:
+        """Write a file that must not exist yet; False when it does. Atomic where the file
+        system's create-if-absent is (HDFS, GCS, ABFS); elsewhere a check, then a create."""
+        path, fs = self._path(uri)
+        try:
+            stream = fs.create(path, False)
+        except Py4JJavaError as e:
+            # also raised when a parent is a file ("Destination exists and is not a directory")
+            if self._raised(e, "org.apache.hadoop.fs.FileAlreadyExistsException") and fs.exists(path):
+                return False
+            raise
+        self._write(stream, data)
+        return True
+
+    def overwrite(self, uri: str, data: bytes) -> None:
+        """Rewrite a small file in place: it never disappears in between (unlike write_bytes)."""
+        path, fs = self._path(uri)
+        self._write(fs.create(path, True), data)
+
+    def remove(self, uri: str) -> None:
+        """Delete one file, outside the before_change check (the lock's own file)."""
+        path, fs = self._path(uri)
+        fs.delete(path, False)
+
+    def _raised(self, error: Py4JJavaError, java_class: str) -> bool:
+        """Whether the JVM raised ``java_class`` (or a subclass of it)."""
+        return bool(self._jvm.java.lang.Class.forName(java_class).isInstance(error.java_exception))
+
+    @staticmethod
+    def _write(stream, data: bytes) -> None:
+        try:
+            stream.write(bytearray(data))
+        finally:
+            stream.close()
+
     def delete(self, uri: str) -> None:
+        self.before_change()
         path, fs = self._path(uri)
         fs.delete(path, True)
 
@@ -53,19 +106,17 @@ class Storage:
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Write a small file whole: to a temporary name first, then renamed over the target."""
+        self.before_change()
         path, fs = self._path(uri)
         tmp = self._jvm.org.apache.hadoop.fs.Path(path.getParent(), "." + path.getName() + ".tmp")
-        stream = fs.create(tmp, True)
-        try:
-            stream.write(bytearray(data))
-        finally:
-            stream.close()
+        self._write(fs.create(tmp, True), data)
         fs.delete(path, False)
         if not fs.rename(tmp, path):
             raise OSError(f"could not rename {tmp} to {uri}")
 
     def replace_dir(self, source: str, target: str) -> None:
         """Move directory ``source`` to ``target``, replacing ``target`` (one rename)."""
+        self.before_change()
         src, fs = self._path(source)
         dst, _ = self._path(target)
         fs.delete(dst, True)

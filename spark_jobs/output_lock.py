@@ -1,0 +1,166 @@
+"""One run at a time per output: ``<output>/_lock.json``, a lease its run keeps renewing.
+
+Two runs writing one output undo each other's work: each removes the other's staged files
+(leftovers, as it sees them) and the runs its own run supersedes. So a run first creates
+the lock file, if absent, and rewrites it every ``stale_after / 5`` seconds while it runs. A
+run that finds the lock renewed within ``stale_after`` seconds by a live run exits with
+OUTPUT_BUSY and touches nothing. A lock left by a run that was killed outright (SIGKILL, a
+lost node) is taken over once it is older than the ``stale_after`` that run declared in
+it, or at once when that run's process, on this same machine, is gone.
+
+A run whose lock was taken over (its driver stalled longer than ``stale_after``) learns it
+at its next renewal: its Spark jobs are cancelled and every later change to the output
+(Storage.before_change) raises OutputLockLost, so it ends without committing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+
+from spark_jobs.storage import Storage
+
+log = logging.getLogger(__name__)
+LOCK_FILE = "_lock.json"
+
+
+class OutputBusy(Exception):
+    """Another run holds the output's lock."""
+
+
+class OutputLockLost(Exception):
+    """This run's lock was taken over by another run: it must not change the output."""
+
+
+def process_identity(pid: int | None = None) -> dict:
+    """Who a process is: its machine (host name, boot and pid namespace, so that containers
+    sharing a host name are told apart) and the pid with its start time (pids are reused)."""
+    pid = os.getpid() if pid is None else pid
+
+    def read(path: str) -> str | None:
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            return None
+
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = None
+    stat = read(f"/proc/{pid}/stat")
+    # field 22 (start time in clock ticks since boot), counted after the ')' closing the name
+    started = stat.rsplit(")", 1)[1].split()[19] if stat else None
+    machine = [socket.gethostname(), read("/proc/sys/kernel/random/boot_id"), namespace]
+    return {"machine": machine, "pid": pid, "pid_started": started}
+
+
+def holder_gone(holder: dict) -> bool:
+    """Whether ``holder`` (a lock's process_identity) was a process of this machine that no
+    longer runs. Unknown (another machine, no /proc): False, the lease's age decides."""
+    here = process_identity()
+    pid = holder.get("pid")
+    if holder.get("machine") != here["machine"] or None in here["machine"]:
+        return False
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process: alive (its /proc may be hidden from us)
+        pass
+    started = process_identity(pid)["pid_started"]
+    return started is not None and started != holder.get("pid_started")
+
+
+class OutputLock:
+    """The lease on one output for the run ``run_id``; ``stale_after`` seconds > 0."""
+
+    def __init__(self, storage: Storage, output: str, run_id: str, stale_after: float,
+                 on_lost=lambda: None):
+        self.uri = f"{output}/{LOCK_FILE}"
+        self.stale_after = stale_after
+        self.lost_to: str | None = None
+        self._storage = storage
+        self._on_lost = on_lost
+        self._token = secrets.token_hex(8)
+        self._content = json.dumps({"run_id": run_id, "token": self._token,
+                                    "stale_after": stale_after, **process_identity()}).encode()
+        self._released = threading.Event()
+        self._renewer = threading.Thread(target=self._renew_loop, daemon=True, name="output-lock")
+
+    def acquire(self) -> None:
+        """Take the lock (taking over a stale one) and start renewing it; OutputBusy when a
+        live run holds it."""
+        for _ in range(3):  # a lock released or taken over between our looks: look again
+            if self._storage.create_new(self.uri, self._content):
+                holder = self._holder()  # where create-if-absent is not atomic, the last writer wins
+                if holder.get("token") != self._token:
+                    raise OutputBusy(self._busy_message(holder, 0.0, self.stale_after))
+                self._storage.before_change = self._check
+                self._renewer.start()
+                return
+            modified = self._storage.modified_ms(self.uri)
+            if modified is None:
+                continue
+            holder, age = self._holder(), time.time() - modified / 1000
+            # the holder renews at its own pace: judge it by the lease it took
+            lease = float(holder.get("stale_after") or self.stale_after)
+            if age < lease and not holder_gone(holder):
+                raise OutputBusy(self._busy_message(holder, age, lease))
+            why = "its process is gone" if age < lease else f"not renewed for {age:.0f} s"
+            log.warning("taking over the lock of run %s on %s (%s)", holder.get("run_id", "?"),
+                        self.uri, why)
+            self._storage.remove(self.uri)
+        raise OutputBusy(f"{self.uri} keeps changing hands: another run is starting")
+
+    def release(self) -> None:
+        """Stop renewing and remove the lock, unless another run took it over."""
+        self._released.set()
+        if self._renewer.is_alive():
+            self._renewer.join()
+        if self.lost_to is None and self._holder().get("token") == self._token:
+            self._storage.remove(self.uri)
+
+    def renew(self) -> None:
+        """Rewrite the lock (its modification time is the lease), or learn it was taken over."""
+        holder = self._holder()
+        if holder and holder.get("token") != self._token:
+            self.lost_to = str(holder.get("run_id", "?"))
+            log.error("run %s took over %s (this run did not renew it for %.0f s): this run "
+                      "stops without committing", self.lost_to, self.uri, self.stale_after)
+            self._on_lost()
+            return
+        self._storage.overwrite(self.uri, self._content)
+
+    def _renew_loop(self) -> None:
+        while not self._released.wait(self.stale_after / 5) and self.lost_to is None:
+            try:
+                self.renew()
+            except Exception as e:  # noqa: BLE001 - a storage hiccup: the next renewal tries again
+                log.warning("could not renew %s: %s", self.uri, e)
+
+    def _check(self) -> None:
+        if self.lost_to is not None:
+            raise OutputLockLost(f"run {self.lost_to} took over {self.uri}: nothing more is "
+                                 f"written by this run")
+
+    def _holder(self) -> dict:
+        """The lock's content; {} when it is gone or unreadable (being rewritten)."""
+        try:
+            return json.loads(self._storage.read_text(self.uri))
+        except Exception:  # noqa: BLE001 - absent, or caught mid-write: nothing known
+            return {}
+
+    def _busy_message(self, holder: dict, age: float, lease: float) -> str:
+        machine = (holder.get("machine") or ["?"])[0]
+        return (f"run {holder.get('run_id', '?')} (pid {holder.get('pid', '?')} on {machine}) "
+                f"holds {self.uri}, renewed {age:.0f} s ago: one run at a time per output. "
+                f"Retry later; a lock not renewed for {lease:.0f} s is taken over "
+                f"(delete the file if you are sure that run is dead)")

@@ -1,0 +1,132 @@
+"""One run at a time per output: <output>/_lock.json (spark_jobs/output_lock.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from spark_jobs.output_lock import (
+    LOCK_FILE,
+    OutputBusy,
+    OutputLock,
+    OutputLockLost,
+    holder_gone,
+    process_identity,
+)
+from tests.conftest import SAMPLES, run_job
+from tests.test_incremental import _job, committed, records
+
+
+def test_holder_gone_only_for_a_finished_process_of_this_machine():
+    assert not holder_gone(process_identity())  # this very process
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        identity = process_identity(child.pid)
+        assert not holder_gone(identity)
+    finally:
+        child.kill()
+        child.wait()
+    assert holder_gone(identity)  # its pid may come back, with another start time
+    elsewhere = dict(identity, machine=["another-host", "boot", "pid:[1]"])
+    assert not holder_gone(elsewhere)  # not ours to judge: the lease's age decides
+    assert not holder_gone({})  # a lock caught mid-write
+
+
+def _lock_of(out, run_id: str, **identity) -> None:
+    """A lock held by run ``run_id`` of another process (``identity``: its process_identity)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / LOCK_FILE).write_text(json.dumps({"run_id": run_id, "token": "theirs", **identity}))
+
+
+@pytest.mark.spark
+def test_a_live_runs_lock_makes_a_run_exit_5_and_write_nothing(spark, tmp_path):
+    out = tmp_path / "out"
+    _lock_of(out, "r1", **process_identity())  # a live process of this machine
+    before = (out / LOCK_FILE).read_text()
+    for run_id in ("r2", "r1"):  # also a retry of the holder's own run id
+        assert run_job("--input", str(SAMPLES), "--output", str(out), "--run-id", run_id) == 5
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # not even a run record
+    assert (out / LOCK_FILE).read_text() == before
+    # --stale-lock-after 0: no lock taken or looked at
+    assert run_job("--input", str(SAMPLES), "--output", str(out), "--stale-lock-after", "0") == 0
+    assert (out / LOCK_FILE).read_text() == before
+
+
+@pytest.mark.spark
+def test_a_killed_runs_lock_is_taken_over(spark, tmp_path, caplog):
+    out = tmp_path / "out"
+    gone = dict(process_identity(), pid_started="0")  # this pid, but not this process
+    _lock_of(out, "killed", **gone)
+    assert run_job("--input", str(SAMPLES), "--output", str(out), "--run-id", "a") == 0
+    assert "taking over the lock of run killed" in caplog.text and "its process is gone" in caplog.text
+    assert not (out / LOCK_FILE).exists()  # released at the end
+    # a lock of another machine: its age decides
+    elsewhere = dict(gone, machine=["another-host", "boot", "pid:[1]"], stale_after=60)
+    _lock_of(out, "remote", **elsewhere)
+    args = ["--input", str(SAMPLES), "--output", str(out), "--stale-lock-after", "10"]
+    old = time.time() - 30  # stale by this run's lease, not by the holder's own
+    os.utime(out / LOCK_FILE, (old, old))
+    assert run_job(*args, "--run-id", "b") == 5
+    old = time.time() - 61
+    os.utime(out / LOCK_FILE, (old, old))
+    assert run_job(*args, "--run-id", "b") == 0
+    assert "not renewed for 61 s" in caplog.text
+    assert committed(out)["images"] == ["b"] and not (out / LOCK_FILE).exists()
+
+
+@pytest.mark.spark
+def test_a_run_that_lost_its_lock_changes_nothing_more(spark, tmp_path):
+    from spark_jobs.storage import Storage
+
+    out = tmp_path / "out"
+    storage = Storage(spark)
+    lost = []
+    lock = OutputLock(storage, str(out), "slow", stale_after=3600, on_lost=lambda: lost.append(1))
+    lock.acquire()
+    try:
+        with pytest.raises(OutputBusy, match="run slow .* holds"):
+            OutputLock(Storage(spark), str(out), "other", stale_after=3600).acquire()
+        lock.renew()  # still ours: rewritten
+        assert json.loads((out / LOCK_FILE).read_text())["run_id"] == "slow"
+        storage.write_text(str(out / "kept.txt"), "x")
+        # taken over (through Hadoop, like any run) while this run stalled
+        storage.overwrite(str(out / LOCK_FILE), json.dumps({"run_id": "taker", "token": "t"}).encode())
+        lock.renew()
+        assert lock.lost_to == "taker" and lost == [1]
+        for change in (lambda: storage.write_text(str(out / "x.txt"), "x"),
+                       lambda: storage.delete(str(out / "kept.txt")),
+                       lambda: storage.replace_dir(str(out / "a"), str(out / "b"))):
+            with pytest.raises(OutputLockLost, match="run taker took over"):
+                change()
+    finally:
+        lock.release()
+    assert json.loads((out / LOCK_FILE).read_text())["run_id"] == "taker"  # theirs: left alone
+    assert (out / "kept.txt").exists()
+
+
+@pytest.mark.spark
+def test_a_second_job_while_one_runs_exits_5(spark, tmp_path):
+    """Two real jobs on one output: the second exits 5 and the first commits as if alone."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(6):
+        shutil.copytree(SAMPLES, inp / f"copy{i}")
+    proc = _job("--input", str(inp), "--output", str(out), "--max-side", "0", "--run-id", "first")
+    try:
+        deadline = time.time() + 120
+        while not (out / LOCK_FILE).exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the first job ended before the second started"
+        assert run_job("--input", str(SAMPLES), "--output", str(out), "--run-id", "second") == 5
+        assert proc.wait(timeout=300) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+    assert committed(out) == {"images": ["first"], "summary": ["first"], "duplicates": ["first"]}
+    assert set(records(out)) == {"first"} and not (out / LOCK_FILE).exists()
+    assert spark.read.parquet(str(out / "images")).count() == 6 * 9

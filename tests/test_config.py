@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from spark_jobs.config import parse_args
+import pytest
+
+from spark_jobs.config import CONF_DIR, parse_args
 
 
 def test_repeated_options_add_up_instead_of_replacing(tmp_path):
@@ -14,9 +16,20 @@ def test_repeated_options_add_up_instead_of_replacing(tmp_path):
 
 
 def test_job_properties_give_defaults_the_command_line_replaces(tmp_path):
-    (tmp_path / "job.properties").write_text("retry_errors=corrupt\nmax_side=256\n")
+    (tmp_path / "job.properties").write_text("retry_errors=corrupt\nmax_side=256\nstale_lock_after=60\n")
     base = ["--input", "/a", "--output", "/o"]
     cfg = parse_args(base, conf_dir=tmp_path)
     assert cfg.retry_errors == ("corrupt",) and cfg.extract.max_side == 256
-    cfg = parse_args([*base, "--retry-errors", "timeout", "--max-side", "0"], conf_dir=tmp_path)
+    assert cfg.stale_lock_after == 60
+    cfg = parse_args([*base, "--retry-errors", "timeout", "--max-side", "0", "--stale-lock-after", "0"],
+                     conf_dir=tmp_path)
     assert cfg.retry_errors == ("timeout",) and cfg.extract.max_side == 0
+    assert cfg.stale_lock_after == 0
+
+
+def test_the_shipped_defaults_lock_the_output_and_refuse_a_negative_lease():
+    base = ["--input", "/a", "--output", "/o"]
+    assert parse_args(base, conf_dir=CONF_DIR).stale_lock_after == 300
+    with pytest.raises(SystemExit) as e:
+        parse_args([*base, "--stale-lock-after", "-1"], conf_dir=CONF_DIR)
+    assert e.value.code == 2

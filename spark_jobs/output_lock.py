@@ -154,9 +154,10 @@ class OutputLock:
     def _holder(self) -> dict:
         """The lock's content; {} when it is gone or unreadable (being rewritten)."""
         try:
-            return json.loads(self._storage.read_text(self.uri))
+            holder = json.loads(self._storage.read_text(self.uri))
         except Exception:  # noqa: BLE001 - absent, or caught mid-write: nothing known
             return {}
+        return holder if isinstance(holder, dict) else {}
 
     def _busy_message(self, holder: dict, age: float, lease: float) -> str:
         machine = (holder.get("machine") or ["?"])[0]

@@ -136,6 +136,7 @@ def test_client_mode_run_equals_local(cluster, deps_only_python, local_run, tmp_
                cwd=tmp_path, python=deps_only_python)
     assert r.returncode == 0, r.stderr[-4000:]
     assert_same_tables(out, local_run)
+    assert not (out / "_lock.json").exists()  # the driver released the output
     apps = cluster.status()["completedapps"]
     assert apps and all(a["state"] == "FINISHED" for a in apps)
     # Both workers ran executors, each fetched the shipped zip (and nothing of the checkout).

@@ -35,21 +35,30 @@ def new_run_id() -> str:
 
 
 class Progress(threading.Thread):
-    """Logs a progress line (tasks done / total of the running stages) every ``every`` s."""
+    """Logs a progress line (tasks done / total of the running stages) every ``every`` s.
+    Stages are looked at every ``look`` s, so that the first line already knows their pace."""
 
-    def __init__(self, spark, every: float = 15.0):
+    def __init__(self, spark, every: float = 15.0, look: float = 1.0):
         super().__init__(daemon=True, name="progress")
         self._tracker = spark.sparkContext.statusTracker()
         self._every = every
+        self._look = look
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         first_seen: dict[int, tuple[float, int]] = {}
-        while not self._stop_event.wait(self._every):
+        next_line = time.time() + self._every
+        while not self._stop_event.wait(self._look):
             stages = [self._tracker.getStageInfo(s) for s in self._tracker.getActiveStageIds()]
-            line = progress_line([s for s in stages if s is not None], time.time(), first_seen)
-            if line:
-                log.info("%s", line)
+            stages = [s for s in stages if s is not None]
+            now = time.time()
+            for stage in stages:
+                first_seen.setdefault(stage.stageId, (now, stage.numCompletedTasks))
+            if now >= next_line:
+                next_line = now + self._every
+                line = progress_line(stages, now, first_seen)
+                if line:
+                    log.info("%s", line)
 
     def stop(self) -> None:
         self._stop_event.set()

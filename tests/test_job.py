@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -426,3 +427,28 @@ def test_progress_line_says_what_is_done_and_the_time_left():
     assert progress_line([images, listing], 1060.0, seen) == (
         "progress: 40/106 tasks done (37 %) in 2 running stage(s), ~120 s left")
     assert progress_line([], 1075.0, seen) is None
+
+
+def test_progress_knows_the_pace_by_its_first_line(caplog):
+    """Stages are looked at more often than lines are logged: the first line has the time left."""
+    import logging
+    from types import SimpleNamespace as Stage
+
+    from spark_jobs.image_features import Progress
+
+    stage = Stage(stageId=0, numTasks=1000, numCompletedTasks=0)
+
+    def active():
+        stage.numCompletedTasks += 1  # a task done between two looks
+        return [0]
+
+    tracker = Stage(getActiveStageIds=active, getStageInfo=lambda i: stage)
+    progress = Progress(Stage(sparkContext=Stage(statusTracker=lambda: tracker)), every=0.5, look=0.02)
+    with caplog.at_level(logging.INFO, logger="spark_jobs.image_features"):
+        progress.start()
+        deadline = time.time() + 10
+        while not caplog.records and time.time() < deadline:
+            time.sleep(0.05)
+        progress.stop()
+        progress.join()
+    assert caplog.records and "s left" in caplog.records[0].getMessage()

@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if lock is not None:
             lock.acquire()
+            if lock.took_over and lock.took_over[0] != run_id:  # a retry rewrites its own record
+                RunRecord.close_killed(storage, cfg.output, *lock.took_over, taken_by=run_id)
         record.save()
         progress.start()
         log.info("run %s: %s -> %s", run_id, " ".join(cfg.inputs), cfg.output)

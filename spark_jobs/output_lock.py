@@ -87,6 +87,8 @@ class OutputLock:
         self.uri = f"{output}/{LOCK_FILE}"
         self.stale_after = stale_after
         self.lost_to: str | None = None
+        # the run whose stale lock this one took over, and when it last renewed it
+        self.took_over: tuple[str, float] | None = None
         self._storage = storage
         self._on_lost = on_lost
         self._token = secrets.token_hex(8)
@@ -118,6 +120,8 @@ class OutputLock:
             log.warning("taking over the lock of run %s on %s (%s)", holder.get("run_id", "?"),
                         self.uri, why)
             self._storage.remove(self.uri)
+            if holder.get("run_id"):
+                self.took_over = (str(holder["run_id"]), modified / 1000)
         raise OutputBusy(f"{self.uri} keeps changing hands: another run is starting")
 
     def release(self) -> None:

@@ -88,6 +88,33 @@ class RunRecord:
         self.save()
         self._save_row()
 
+    @classmethod
+    def close_killed(cls, storage: Storage, output: str, run_id: str, last_seen: float,
+                     taken_by: str) -> None:
+        """A run killed outright left its record saying 'running': once another run took
+        over its output lock, record it as failed, with its row in runs/. When it ended is
+        not known (ended_at and duration_s stay null): only that it was alive at its lock's
+        last renewal, ``last_seen`` (epoch seconds), which the error says."""
+        record = cls.__new__(cls)
+        record._storage = storage
+        record.uri = f"{output}/{RUNS_DIR}/{run_id}.json"
+        try:
+            if not storage.exists(record.uri):
+                return
+            record.data = json.loads(storage.read_text(record.uri))
+            if record.data.get("status") != "running":
+                return
+            seen = datetime.fromtimestamp(last_seen, timezone.utc)
+            record.data.update(status="failed", error=(
+                f"killed: alive at {seen:%Y-%m-%d %H:%M:%S} UTC (its lock's last renewal), "
+                f"gone when run {taken_by} took the output over at {datetime.now(timezone.utc):%H:%M:%S}"))
+        except Exception as e:  # noqa: BLE001 - a record we cannot read stays as it is
+            log.warning("could not read the record of run %s: %s", run_id, first_line(e))
+            return
+        log.info("run %s was killed: its record now says failed", run_id)
+        record.save()
+        record._save_row()
+
     def _save_row(self) -> None:
         """The record as this run's row of runs/: one small Parquet file, written whole like
         the record (a Spark job for one row would cost the run ~0.2 s)."""

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 
 import pytest
 
@@ -59,13 +60,34 @@ def test_a_live_runs_lock_makes_a_run_exit_5_and_write_nothing(spark, tmp_path):
 
 
 @pytest.mark.spark
-def test_a_killed_runs_lock_is_taken_over(spark, tmp_path, caplog):
+def _as_killed(out, run_id: str) -> None:
+    """Make run ``run_id``'s record what a SIGKILL leaves: 'running', no row in runs/."""
+    record = out / "_runs" / f"{run_id}.json"
+    data = json.loads(record.read_text())
+    data.update(status="running", ended_at=None, exit_code=None, duration_s=None)
+    record.write_text(json.dumps(data))
+    (record.parent / f".{record.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum of it
+    shutil.rmtree(out / "runs" / f"run_id={run_id}")
+
+
+def test_a_killed_runs_lock_is_taken_over_and_its_record_closed(spark, tmp_path, caplog):
     out = tmp_path / "out"
+    assert run_job("--input", str(SAMPLES / "flowers"), "--output", str(out), "--run-id", "killed") == 0
+    _as_killed(out, "killed")
     gone = dict(process_identity(), pid_started="0")  # this pid, but not this process
     _lock_of(out, "killed", **gone)
+    last_seen = float(int(time.time()) - 5)  # recent: only the process being gone frees it
+    os.utime(out / LOCK_FILE, (last_seen, last_seen))
     assert run_job("--input", str(SAMPLES), "--output", str(out), "--run-id", "a") == 0
     assert "taking over the lock of run killed" in caplog.text and "its process is gone" in caplog.text
     assert not (out / LOCK_FILE).exists()  # released at the end
+    closed = records(out)["killed"]
+    assert (closed["status"], closed["exit_code"], closed["ended_at"]) == ("failed", None, None)
+    seen = datetime.fromtimestamp(last_seen, timezone.utc)
+    assert closed["error"].startswith(f"killed: alive at {seen:%Y-%m-%d %H:%M:%S} UTC")
+    assert "gone when run a took the output over" in closed["error"]
+    row = spark.read.parquet(str(out / "runs")).where("run_id = 'killed'").first()
+    assert (row.status, row.exit_code, row.error) == ("failed", None, closed["error"])
     # a lock of another machine: its age decides
     elsewhere = dict(gone, machine=["another-host", "boot", "pid:[1]"], stale_after=60)
     _lock_of(out, "remote", **elsewhere)

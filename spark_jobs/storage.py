@@ -55,10 +55,12 @@ class Storage:
 
     def create_new(self, uri: str, data: bytes) -> bool:
         """Write a file that must not exist yet; False when it does. Atomic where the file
-        system's create-if-absent is (HDFS, GCS, ABFS); elsewhere a check, then a create."""
+        system's create-if-absent is (HDFS; object-store connectors that make it a
+        conditional write, which Hadoop 3.4+ connectors do through this builder call);
+        elsewhere a check, then a create."""
         path, fs = self._path(uri)
         try:
-            stream = fs.create(path, False)
+            stream = fs.createFile(path).overwrite(False).recursive().build()
         except Py4JJavaError as e:
             # also raised when a parent is a file ("Destination exists and is not a directory")
             if self._raised(e, "org.apache.hadoop.fs.FileAlreadyExistsException") and fs.exists(path):

@@ -31,3 +31,17 @@ def test_airflow_spark_submit_is_submit_sh():
     assert link.resolve() == (ROOT / "submit.sh").resolve()
     out = subprocess.run([str(link), "--help"], capture_output=True, text=True, check=True).stdout
     assert "spark-submit wrapper for the image-feature job" in out
+
+
+def test_examples_pass_only_options_the_job_knows():
+    """A renamed or misspelt option in an example would fail its first scheduled run (exit 2)."""
+    import re
+
+    from spark_jobs.config import build_parser
+
+    known = {o for action in build_parser({})._actions for o in action.option_strings}
+    cron = (ROOT / "examples" / "crontab").read_text().split("./submit.sh", 1)[1].split(" -- ", 1)[1]
+    dag = (ROOT / "examples" / "airflow_dag.py").read_text().split("application_args=", 1)[1]
+    for text in (cron, dag):
+        used = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", text))
+        assert used and used <= known, used - known

@@ -45,6 +45,7 @@ with DAG(
             "{{ '--compact' if logical_date.hour == 0 else '--incremental' }}",
             "--run-id", "{{ ts_nodash }}",
             "--max-error-rate", "0.05",
+            "--keep-run-records", "2160",  # 90 days of hourly runs in runs/ and _runs/
         ],
         env_vars={"PATH": SUBMIT_SH_PATH, "IMAGE_ETL_ENV": "yarn"},
     )

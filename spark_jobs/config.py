@@ -105,6 +105,7 @@ class JobConfig:
     compact: bool = False
     max_error_rate: float = 1.0
     stale_lock_after: float = 300.0
+    keep_run_records: int = 0
     master: str | None = None
     env: str = "local"
     spark_conf: dict[str, str] = field(default_factory=dict)
@@ -173,6 +174,10 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                      "renewing it; another run finding it exits with code 5, unless it was "
                      "not renewed for this long (its run was killed) or its process on this "
                      "machine is gone; 0 = no lock (default: %(default)s)")
+    run.add_argument("--keep-run-records", type=int, default=int(d("keep_run_records", "0")),
+                     metavar="N", help="when a run ends, delete the records (runs/ rows, "
+                     "_runs/ files) of all but the N latest runs; 0 = keep every run's "
+                     "(default: %(default)s)")
     sp = p.add_argument_group("spark")
     sp.add_argument("--master", help="Spark master (default: local[*], or what spark-submit set)")
     sp.add_argument("--env", default=os.environ.get("IMAGE_ETL_ENV", "local"), help="which "
@@ -213,8 +218,8 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         if not sep or not key:
             parser.error(f"--conf wants KEY=VALUE, got {kv!r}")
         spark_conf[key.strip()] = value.strip()
-    if a.stale_lock_after < 0:
-        parser.error("--stale-lock-after must be >= 0")
+    if a.stale_lock_after < 0 or a.keep_run_records < 0:
+        parser.error("--stale-lock-after and --keep-run-records must be >= 0")
     if not 0.0 <= a.max_error_rate <= 1.0:
         parser.error("--max-error-rate must be between 0 and 1")
     if a.partitions < 0 or a.task_bytes <= 0 or a.spark_read_max_bytes <= 0:
@@ -251,6 +256,7 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         compact=a.compact,
         max_error_rate=a.max_error_rate,
         stale_lock_after=a.stale_lock_after,
+        keep_run_records=a.keep_run_records,
         master=a.master,
         env=a.env,
         spark_conf=spark_conf,

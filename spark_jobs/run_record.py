@@ -54,6 +54,7 @@ class RunRecord:
 
     def __init__(self, storage: Storage, cfg: JobConfig, run_id: str, spark_conf: dict):
         self._storage = storage
+        self._keep = cfg.keep_run_records
         self._t0 = time.perf_counter()
         self.uri = f"{cfg.output}/{RUNS_DIR}/{run_id}.json"
         config = dataclasses.asdict(cfg)
@@ -87,6 +88,28 @@ class RunRecord:
                          duration_s=round(time.perf_counter() - self._t0, 3))
         self.save()
         self._save_row()
+        if self._keep:
+            self._drop_older_records()
+
+    def _drop_older_records(self) -> None:
+        """Keep the records (_runs/ and runs/) of only the ``keep_run_records`` latest runs,
+        this one among them: run ids sort by time."""
+        from spark_jobs.writing import committed_runs, run_uri
+
+        output, this = self.data["output"], self.data["run_id"]
+        try:
+            names = self._storage.list_dir(f"{output}/{RUNS_DIR}")
+            recorded = {n[:-len(".json")] for n in names if n.endswith(".json") and not n.startswith(".")}
+            others = sorted((recorded | set(committed_runs(self._storage, output, RUNS_TABLE))) - {this})
+            older = others[:max(0, len(others) - (self._keep - 1))]
+            for run_id in older:
+                self._storage.delete(f"{output}/{RUNS_DIR}/{run_id}.json")
+                self._storage.delete(run_uri(output, RUNS_TABLE, run_id))
+        except Exception as e:  # noqa: BLE001 - as for the record: never why a run fails
+            log.warning("could not drop older run records: %s", first_line(e))
+            return
+        if older:
+            log.info("removed the records of %d older run(s) (--keep-run-records %d)", len(older), self._keep)
 
     @classmethod
     def close_killed(cls, storage: Storage, output: str, run_id: str, last_seen: float,

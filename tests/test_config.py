@@ -27,9 +27,11 @@ def test_job_properties_give_defaults_the_command_line_replaces(tmp_path):
     assert cfg.stale_lock_after == 0
 
 
-def test_the_shipped_defaults_lock_the_output_and_refuse_a_negative_lease():
+def test_the_shipped_defaults_lock_the_output_keep_every_record_and_refuse_negatives():
     base = ["--input", "/a", "--output", "/o"]
-    assert parse_args(base, conf_dir=CONF_DIR).stale_lock_after == 300
-    with pytest.raises(SystemExit) as e:
-        parse_args([*base, "--stale-lock-after", "-1"], conf_dir=CONF_DIR)
-    assert e.value.code == 2
+    cfg = parse_args(base, conf_dir=CONF_DIR)
+    assert (cfg.stale_lock_after, cfg.keep_run_records) == (300, 0)
+    for bad in (["--stale-lock-after", "-1"], ["--keep-run-records", "-1"]):
+        with pytest.raises(SystemExit) as e:
+            parse_args([*base, *bad], conf_dir=CONF_DIR)
+        assert e.value.code == 2

@@ -345,6 +345,19 @@ def test_every_run_leaves_a_record(spark, tmp_path):
     assert spark.read.parquet(str(out / "runs")).where("run_id = 'ok'").first().n_listed == 2
 
 
+def test_keep_run_records_drops_the_oldest_records_and_rows_only(spark, tmp_path):
+    out = tmp_path / "out"
+    args = ["--input", str(SAMPLES / "flowers"), "--output", str(out), "--incremental"]
+    for run_id in ("r1", "r2", "r3"):
+        assert run_job(*args, "--run-id", run_id) == 0
+    assert sorted(records(out)) == ["r1", "r2", "r3"]  # by default every run's record stays
+    assert run_job(*args, "--run-id", "r4", "--keep-run-records", "2") == 0
+    assert sorted(records(out)) == ["r3", "r4"]
+    rows = spark.read.parquet(str(out / "runs")).select("run_id").collect()
+    assert sorted(r.run_id for r in rows) == ["r3", "r4"]
+    assert committed(out)["images"] == ["r1"]  # the tables' own runs are not records
+
+
 def test_error_rate_above_limit_exits_4_but_commits(spark, tmp_path):
     out = tmp_path / "out"
     assert run_job("--input", str(SAMPLES), "--output", str(out), "--max-error-rate", "0.2") == 4

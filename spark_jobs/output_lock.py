@@ -6,7 +6,8 @@ the lock file, if absent, and rewrites it every ``stale_after / 5`` seconds whil
 run that finds the lock renewed within ``stale_after`` seconds by a live run exits with
 OUTPUT_BUSY and touches nothing. A lock left by a run that was killed outright (SIGKILL, a
 lost node) is taken over once it is older than the ``stale_after`` that run declared in
-it, or at once when that run's process, on this same machine, is gone.
+it, or at once when that run's process, on this same machine, is gone. The lock's age is
+measured on the file system's clock (Storage.clock_ms), never against the driver's.
 
 A run whose lock was taken over (its driver stalled longer than ``stale_after``) learns it
 at its next renewal: its Spark jobs are cancelled and every later change to the output
@@ -21,7 +22,6 @@ import os
 import secrets
 import socket
 import threading
-import time
 
 from spark_jobs.storage import Storage
 
@@ -85,6 +85,7 @@ class OutputLock:
     def __init__(self, storage: Storage, output: str, run_id: str, stale_after: float,
                  on_lost=lambda: None):
         self.uri = f"{output}/{LOCK_FILE}"
+        self._output = output
         self.stale_after = stale_after
         self.lost_to: str | None = None
         # the run whose stale lock this one took over, and when it last renewed it
@@ -111,7 +112,8 @@ class OutputLock:
             modified = self._storage.modified_ms(self.uri)
             if modified is None:
                 continue
-            holder, age = self._holder(), time.time() - modified / 1000
+            holder = self._holder()
+            age = (self._storage.clock_ms(self._output) - modified) / 1000
             # the holder renews at its own pace: judge it by the lease it took
             lease = float(holder.get("stale_after") or self.stale_after)
             if age < lease and not holder_gone(holder):

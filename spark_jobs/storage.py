@@ -7,6 +7,7 @@ This is the one module that reaches into the JVM: PySpark has no public file sys
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 from py4j.protocol import Py4JJavaError
@@ -52,6 +53,17 @@ class Storage:
             if self._raised(e, "java.io.FileNotFoundException"):
                 return None
             raise
+
+    def clock_ms(self, folder: str) -> int:
+        """The file system's time now (ms since the epoch): the modification time of a file
+        written for the purpose, so that times compared with modified_ms's are one clock's
+        (the driver's may be off the store's)."""
+        path, fs = self._path(f"{folder}/._clock.{secrets.token_hex(8)}")
+        self._write(fs.create(path, True), b"")
+        try:
+            return int(fs.getFileStatus(path).getModificationTime())
+        finally:
+            fs.delete(path, False)
 
     def create_new(self, uri: str, data: bytes) -> bool:
         """Write a file that must not exist yet; False when it does. Atomic where the file

@@ -103,6 +103,19 @@ def test_a_killed_runs_lock_is_taken_over_and_its_record_closed(spark, tmp_path,
 
 
 @pytest.mark.spark
+def test_the_lease_is_measured_on_the_file_systems_clock(spark, tmp_path, monkeypatch):
+    """A driver whose clock runs an hour ahead must not find a live run's fresh lock stale."""
+    from spark_jobs.storage import Storage
+
+    out = tmp_path / "out"
+    _lock_of(out, "live", **dict(process_identity(), machine=["another-host", "boot", "pid:[1]"]))
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)
+    with pytest.raises(OutputBusy, match="run live .* renewed [0-9] s ago"):
+        OutputLock(Storage(spark), str(out), "ahead", stale_after=300).acquire()
+
+
+@pytest.mark.spark
 def test_a_run_that_lost_its_lock_changes_nothing_more(spark, tmp_path):
     from spark_jobs.storage import Storage
 

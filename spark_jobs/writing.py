@@ -1,15 +1,16 @@
 """Load: every table holds one directory per run, ``<table>/run_id=<id>/``.
 
-A run's table is written by Spark to ``<output>/_staging/<run_id>/<table>`` and then moved
-into place with one directory rename, so readers (who skip names starting with '_') never
-see a half-written run, a failed run leaves earlier runs untouched, and rerunning a run id
-replaces that run's directory instead of adding to it.
+A run's table is written by Spark to ``<output>/_staging/<run_id>/<attempt>/<table>`` and
+then moved into place with one directory rename, so readers (who skip names starting with
+'_') never see a half-written run, a failed run leaves earlier runs untouched, and rerunning
+a run id replaces that run's directory instead of adding to it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -22,6 +23,10 @@ RUN_PREFIX = "run_id="
 STAGING = "_staging"
 AGGREGATE_TABLES = ("summary", "duplicates")
 SETTINGS_FILE = "_settings.json"  # in a run's directory: the settings its rows were made with
+# Each driver process stages apart: a run that stalled and lost the output's lock to a retry
+# of the same run id may still have Spark tasks writing, and they must not write into the
+# staged files the retry commits.
+ATTEMPT = secrets.token_hex(4)
 
 
 def table_uri(output: str, table: str) -> str:
@@ -46,7 +51,7 @@ def write_run(storage: Storage, df: DataFrame, output: str, table: str, run_id: 
 
 def stage_run(df: DataFrame, output: str, table: str, run_id: str) -> str:
     """Write ``df`` where readers do not look; returns that place for ``commit_run``."""
-    staged = f"{output}/{STAGING}/{run_id}/{table}"
+    staged = f"{output}/{STAGING}/{run_id}/{ATTEMPT}/{table}"
     df.write.mode("overwrite").parquet(staged)
     return staged
 

@@ -375,6 +375,11 @@ def _job(*args: str) -> subprocess.Popen:
     )
 
 
+def _staging(out: Path, run_id: str) -> bool:
+    """Whether run ``run_id`` is writing its images (Spark's temporary files, staged)."""
+    return any(out.glob(f"_staging/{run_id}/*/images/_temporary"))
+
+
 def test_sigkill_midway_then_rerun_gives_the_uninterrupted_tables(spark, tmp_path):
     inp = tmp_path / "in"
     for i in range(12):  # enough work (full resolution) to be killed in the middle of it
@@ -388,9 +393,8 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_tables(spark, tmp_pat
     early = sorted(tuple(r) for r in spark.read.parquet(str(killed / "images")).collect())
 
     proc = _job(*common, "--output", str(killed), "--run-id", "r1")
-    staged = killed / "_staging" / "r1" / "images" / "_temporary"
     deadline = time.time() + 120
-    while not staged.exists() and proc.poll() is None and time.time() < deadline:
+    while not _staging(killed, "r1") and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(1.0)  # well into the feature stage
     assert proc.poll() is None, "the job finished before it could be killed"
@@ -419,9 +423,8 @@ def test_sigterm_stops_the_run_and_its_record_says_so(spark, tmp_path):
         shutil.copytree(SAMPLES, inp / f"copy{i}")
     assert run_job("--input", str(SAMPLES / "flowers"), "--output", str(out), "--run-id", "r0") == 0
     proc = _job("--input", str(inp), "--output", str(out), "--max-side", "0", "--run-id", "r1")
-    staged = out / "_staging" / "r1" / "images" / "_temporary"
     deadline = time.time() + 120
-    while not staged.exists() and proc.poll() is None and time.time() < deadline:
+    while not _staging(out, "r1") and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "the job finished before it could be stopped"
     proc.send_signal(signal.SIGTERM)

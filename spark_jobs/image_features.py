@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit_codes.OUTPUT_BUSY
     except Exception as e:  # noqa: BLE001 - classified into an exit code for the scheduler
         if lock is not None and lock.lost_to is not None:
-            log.error("run %s stopped: run %s took over the output", run_id, lock.lost_to)
+            log.error("run %s stopped: %s took over the output", run_id, lock.lost_to)
             return exit_codes.OUTPUT_BUSY
         if stop.signum is not None:
             name = signal.Signals(stop.signum).name

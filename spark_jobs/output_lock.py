@@ -11,7 +11,9 @@ measured on the file system's clock (Storage.clock_ms), never against the driver
 
 A run whose lock was taken over (its driver stalled longer than ``stale_after``) learns it
 at its next renewal: its Spark jobs are cancelled and every later change to the output
-(Storage.before_change) raises OutputLockLost, so it ends without committing.
+(Storage.before_change) raises OutputLockLost, so it ends without committing. A change due
+while the last renewal is overdue (the process was stopped, or its machine slept) renews
+first, so a run waking from a stall cannot commit before it learns.
 """
 
 from __future__ import annotations
@@ -22,11 +24,17 @@ import os
 import secrets
 import socket
 import threading
+import time
 
 from spark_jobs.storage import Storage
 
 log = logging.getLogger(__name__)
 LOCK_FILE = "_lock.json"
+
+
+def _clock() -> float:
+    """Seconds on a clock that also counts time spent suspended (Linux), else monotonic."""
+    return time.clock_gettime(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
 
 
 class OutputBusy(Exception):
@@ -87,7 +95,7 @@ class OutputLock:
         self.uri = f"{output}/{LOCK_FILE}"
         self._output = output
         self.stale_after = stale_after
-        self.lost_to: str | None = None
+        self.lost_to: str | None = None  # who took the lock over ("run <id>"), once known
         # the run whose stale lock this one took over, and when it last renewed it
         self.took_over: tuple[str, float] | None = None
         self._storage = storage
@@ -97,6 +105,8 @@ class OutputLock:
                                     "stale_after": stale_after, **process_identity()}).encode()
         self._released = threading.Event()
         self._renewer = threading.Thread(target=self._renew_loop, daemon=True, name="output-lock")
+        self._renewing = threading.Lock()  # the renewal thread and a check before a change
+        self._renewed_at = 0.0  # _clock() when the lock was last known to be this run's
 
     def acquire(self) -> None:
         """Take the lock (taking over a stale one) and start renewing it; OutputBusy when a
@@ -106,6 +116,7 @@ class OutputLock:
                 holder = self._holder()  # where create-if-absent is not atomic, the last writer wins
                 if holder.get("token") != self._token:
                     raise OutputBusy(self._busy_message(holder, 0.0, self.stale_after))
+                self._renewed_at = _clock()
                 self._storage.before_change = self._check
                 self._renewer.start()
                 return
@@ -136,14 +147,21 @@ class OutputLock:
 
     def renew(self) -> None:
         """Rewrite the lock (its modification time is the lease), or learn it was taken over."""
-        holder = self._holder()
-        if holder and holder.get("token") != self._token:
-            self.lost_to = str(holder.get("run_id", "?"))
-            log.error("run %s took over %s (this run did not renew it for %.0f s): this run "
-                      "stops without committing", self.lost_to, self.uri, self.stale_after)
-            self._on_lost()
-            return
-        self._storage.overwrite(self.uri, self._content)
+        with self._renewing:
+            if self.lost_to is not None:
+                return
+            holder = self._read_holder()
+            if holder.get("token") != self._token:
+                # taken over, or removed (by a run that took it over and has ended, or by
+                # hand): either way no longer this run's
+                self.lost_to = (f"run {holder.get('run_id', '?')}" if holder
+                                else "whoever removed it")
+                log.error("%s took over %s: this run stops without committing", self.lost_to,
+                          self.uri)
+                self._on_lost()
+                return
+            self._storage.overwrite(self.uri, self._content)
+            self._renewed_at = _clock()
 
     def _renew_loop(self) -> None:
         while not self._released.wait(self.stale_after / 5) and self.lost_to is None:
@@ -153,15 +171,32 @@ class OutputLock:
                 log.warning("could not renew %s: %s", self.uri, e)
 
     def _check(self) -> None:
+        # renewals come every fifth of the lease: one overdue means this process stalled
+        if self.lost_to is None and _clock() - self._renewed_at > self.stale_after / 4:
+            self.renew()
         if self.lost_to is not None:
-            raise OutputLockLost(f"run {self.lost_to} took over {self.uri}: nothing more is "
+            raise OutputLockLost(f"{self.lost_to} took over {self.uri}: nothing more is "
                                  f"written by this run")
 
     def _holder(self) -> dict:
-        """The lock's content; {} when it is gone or unreadable (being rewritten)."""
+        """The lock's content; {} when it is gone, caught mid-write or unreadable."""
         try:
-            holder = json.loads(self._storage.read_text(self.uri))
-        except Exception:  # noqa: BLE001 - absent, or caught mid-write: nothing known
+            return self._read_holder()
+        except Exception:  # noqa: BLE001 - a storage error: nothing known
+            return {}
+
+    def _read_holder(self) -> dict:
+        """The lock's content; {} when it is gone or not (yet) JSON: being written by another
+        run, as this run's own writes come one at a time. Storage errors propagate."""
+        try:
+            text = self._storage.read_text(self.uri)
+        except Exception:
+            if self._storage.exists(self.uri):
+                raise
+            return {}
+        try:
+            holder = json.loads(text)
+        except ValueError:
             return {}
         return holder if isinstance(holder, dict) else {}
 

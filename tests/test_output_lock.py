@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from spark_jobs.output_lock import (
     process_identity,
 )
 from tests.conftest import SAMPLES, run_job
-from tests.test_incremental import _job, committed, records
+from tests.test_incremental import _job, _staging, committed, records
 
 
 def test_holder_gone_only_for_a_finished_process_of_this_machine():
@@ -59,7 +60,6 @@ def test_a_live_runs_lock_makes_a_run_exit_5_and_write_nothing(spark, tmp_path):
     assert (out / LOCK_FILE).read_text() == before
 
 
-@pytest.mark.spark
 def _as_killed(out, run_id: str) -> None:
     """Make run ``run_id``'s record what a SIGKILL leaves: 'running', no row in runs/."""
     record = out / "_runs" / f"{run_id}.json"
@@ -70,6 +70,7 @@ def _as_killed(out, run_id: str) -> None:
     shutil.rmtree(out / "runs" / f"run_id={run_id}")
 
 
+@pytest.mark.spark
 def test_a_killed_runs_lock_is_taken_over_and_its_record_closed(spark, tmp_path, caplog):
     out = tmp_path / "out"
     assert run_job("--input", str(SAMPLES / "flowers"), "--output", str(out), "--run-id", "killed") == 0
@@ -133,7 +134,7 @@ def test_a_run_that_lost_its_lock_changes_nothing_more(spark, tmp_path):
         # taken over (through Hadoop, like any run) while this run stalled
         storage.overwrite(str(out / LOCK_FILE), json.dumps({"run_id": "taker", "token": "t"}).encode())
         lock.renew()
-        assert lock.lost_to == "taker" and lost == [1]
+        assert lock.lost_to == "run taker" and lost == [1]
         for change in (lambda: storage.write_text(str(out / "x.txt"), "x"),
                        lambda: storage.delete(str(out / "kept.txt")),
                        lambda: storage.replace_dir(str(out / "a"), str(out / "b"))):
@@ -143,6 +144,49 @@ def test_a_run_that_lost_its_lock_changes_nothing_more(spark, tmp_path):
         lock.release()
     assert json.loads((out / LOCK_FILE).read_text())["run_id"] == "taker"  # theirs: left alone
     assert (out / "kept.txt").exists()
+
+
+@pytest.mark.spark
+def test_a_run_waking_from_a_stall_learns_it_lost_the_lock_before_any_change(spark, tmp_path,
+                                                                            monkeypatch):
+    """Its renewal thread may not have run yet: a change due while a renewal is overdue
+    renews first. A lock removed meanwhile (by a taker that has ended) is lost too."""
+    from spark_jobs import output_lock
+    from spark_jobs.storage import Storage
+
+    out = tmp_path / "out"
+    storage = Storage(spark)
+    real = output_lock._clock
+    for taken_over, lost_to in ((True, "run taker"), (False, "whoever removed it")):
+        lock = OutputLock(storage, str(out), "stalled", stale_after=3600)
+        lock.acquire()
+        try:
+            storage.write_text(str(out / "early.txt"), "x")  # renewed at acquire: no look
+            storage.remove(str(out / LOCK_FILE))
+            if taken_over:
+                storage.create_new(str(out / LOCK_FILE),
+                                   json.dumps({"run_id": "taker", "token": "t"}).encode())
+            storage.write_text(str(out / "early.txt"), "y")  # not overdue: not looked at
+            monkeypatch.setattr(output_lock, "_clock", lambda: real() + 901)  # stopped 15 min
+            with pytest.raises(OutputLockLost, match=f"{lost_to} took over"):
+                storage.write_text(str(out / "late.txt"), "x")
+            assert lock.lost_to == lost_to
+        finally:
+            lock.release()
+            monkeypatch.setattr(output_lock, "_clock", real)
+        assert not (out / "late.txt").exists()
+        storage.remove(str(out / LOCK_FILE))
+    # a renewal overdue with the lock still this run's: renewed, the change goes ahead
+    lock = OutputLock(storage, str(out), "slow", stale_after=3600)
+    lock.acquire()
+    try:
+        before = storage.modified_ms(str(out / LOCK_FILE))
+        time.sleep(0.05)
+        monkeypatch.setattr(output_lock, "_clock", lambda: real() + 901)
+        storage.write_text(str(out / "late.txt"), "x")
+        assert lock.lost_to is None and storage.modified_ms(str(out / LOCK_FILE)) > before
+    finally:
+        lock.release()
 
 
 @pytest.mark.spark
@@ -165,3 +209,37 @@ def test_a_second_job_while_one_runs_exits_5(spark, tmp_path):
     assert committed(out) == {"images": ["first"], "summary": ["first"], "duplicates": ["first"]}
     assert set(records(out)) == {"first"} and not (out / LOCK_FILE).exists()
     assert spark.read.parquet(str(out / "images")).count() == 6 * 9
+
+
+@pytest.mark.spark
+def test_a_stalled_run_and_its_retry_under_the_same_run_id_leave_the_tables_of_one_run(
+        spark, tmp_path):
+    """A run stopped mid-stage (driver, JVM and workers) past its lease; the scheduler's
+    retry, same run id, takes the output over and commits. Resumed, the stalled run learns it
+    lost the lock (removed by the retry at its end) and exits 5: it neither takes the lock
+    back nor commits what it staged (its own directory: the retry removed its staged files)."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(12):
+        shutil.copytree(SAMPLES, inp / f"copy{i}")
+    args = ["--input", str(inp), "--output", str(out), "--max-side", "0", "--run-id", "r1",
+            "--stale-lock-after", "3"]
+    proc = _job(*args)
+    try:
+        deadline = time.time() + 120
+        while not _staging(out, "r1") and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # into the feature stage
+        assert proc.poll() is None, "the job finished before it could be stopped"
+        os.killpg(proc.pid, signal.SIGSTOP)
+        time.sleep(3.5)  # past its lease
+        assert run_job(*args) == 0
+        os.killpg(proc.pid, signal.SIGCONT)
+        assert proc.wait(timeout=120) == 5
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert committed(out) == {"images": ["r1"], "summary": ["r1"], "duplicates": ["r1"]}
+    paths = [r.path for r in spark.read.parquet(str(out / "images")).select("path").collect()]
+    assert len(paths) == len(set(paths)) == 12 * 9
+    assert records(out)["r1"]["status"] == "succeeded" and not (out / LOCK_FILE).exists()

@@ -265,7 +265,8 @@ def print_report(spark, cfg: JobConfig, run_id: str, counts: dict) -> None:
     from spark_jobs import writing
 
     kinds = ", ".join(f"{n} {kind}" for kind, n in counts["errors"].items())
-    print(f"run {run_id}: {counts['listed']} files listed, {counts['processed']} processed "
+    files = "file" if counts["listed"] == 1 else "files"
+    print(f"run {run_id}: {counts['listed']} {files} listed, {counts['processed']} processed "
           f"({counts['ok']} ok, {counts['error']} with errors{f': {kinds}' if kinds else ''}), "
           f"{counts['skipped']} unchanged, {counts['deleted']} deleted"
           + (f", {counts['gone']} gone before they were read" if counts["gone"] else ""))

@@ -243,3 +243,37 @@ def test_a_stalled_run_and_its_retry_under_the_same_run_id_leave_the_tables_of_o
     paths = [r.path for r in spark.read.parquet(str(out / "images")).select("path").collect()]
     assert len(paths) == len(set(paths)) == 12 * 9
     assert records(out)["r1"]["status"] == "succeeded" and not (out / LOCK_FILE).exists()
+
+
+@pytest.mark.spark
+def test_creating_the_lock_on_a_local_disk_has_one_winner(spark, tmp_path):
+    """Hadoop's local file system checks, then creates: racing runs could both create the
+    lock. Four threads at once, many times over: exactly one creates it each time."""
+    import threading
+
+    from spark_jobs.storage import Storage
+
+    storage = Storage(spark)
+    for round_ in range(30):
+        uri = str(tmp_path / f"r{round_}" / LOCK_FILE)
+        start, won = threading.Barrier(4), []
+
+        def create(i: int, uri=uri, start=start, won=won) -> None:
+            start.wait()
+            if storage.create_new(uri, f"run {i}".encode()):
+                won.append(i)
+
+        threads = [threading.Thread(target=create, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(won) == 1, f"round {round_}: {won} all created the lock"
+        assert storage.read_text(uri) == f"run {won[0]}"
+    # a lock deleted by hand leaves Hadoop's checksum of it: the next lock still reads back
+    uri = str(tmp_path / LOCK_FILE)
+    storage.overwrite(uri, b"old run's lock, renewed through Hadoop")
+    assert (tmp_path / f".{LOCK_FILE}.crc").exists()
+    os.remove(uri)
+    assert storage.create_new(uri, b"new") and storage.read_text(uri) == "new"
+    assert not storage.create_new(uri, b"again")

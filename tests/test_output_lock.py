@@ -277,3 +277,59 @@ def test_creating_the_lock_on_a_local_disk_has_one_winner(spark, tmp_path):
     os.remove(uri)
     assert storage.create_new(uri, b"new") and storage.read_text(uri) == "new"
     assert not storage.create_new(uri, b"again")
+
+
+@pytest.mark.spark
+def test_runs_taking_over_a_stale_lock_at_once_leave_one_holder(spark, tmp_path):
+    """Each would remove the stale lock, then the lock another had just created: a marker
+    lets one of them remove it. One left by a run killed midway stops takeovers for a
+    minute, not for ever."""
+    import threading
+
+    from spark_jobs.storage import Storage
+
+    storage = Storage(spark)
+    dead = {"run_id": "dead", "token": "x", "stale_after": 1, **process_identity(),
+            "machine": ["another-host", "boot", "pid:[1]"]}
+
+    def stale_lock(out) -> int:
+        storage.overwrite(str(out / LOCK_FILE), json.dumps(dead).encode())
+        old = time.time() - 10
+        os.utime(out / LOCK_FILE, (old, old))
+        return storage.modified_ms(str(out / LOCK_FILE))
+
+    for round_ in range(10):
+        out = tmp_path / f"r{round_}"
+        stale_lock(out)
+        start, holders = threading.Barrier(4), []
+
+        def take(i: int, out=out, start=start, holders=holders) -> None:
+            lock = OutputLock(storage, str(out), f"run{i}", stale_after=600)
+            start.wait()
+            try:
+                lock.acquire()
+            except OutputBusy:
+                return
+            holders.append(lock)
+
+        threads = [threading.Thread(target=take, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for lock in holders:
+            lock.release()
+        assert len(holders) == 1, f"round {round_}: {len(holders)} runs hold the lock"
+        assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []
+
+    out = tmp_path / "killed-taker"
+    marker = out / f"{LOCK_FILE}.{stale_lock(out)}.takeover"
+    marker.write_text("a taker killed while it took over")
+    with pytest.raises(OutputBusy, match="keeps changing hands"):
+        OutputLock(storage, str(out), "next", stale_after=600).acquire()
+    old = time.time() - 61
+    os.utime(marker, (old, old))
+    lock = OutputLock(storage, str(out), "next", stale_after=600)
+    lock.acquire()
+    lock.release()
+    assert not marker.exists()

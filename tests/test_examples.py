@@ -23,6 +23,37 @@ def test_cron_line_calls_submit_sh_incrementally():
     assert "--compact" in lines[0]
 
 
+def test_cron_line_runs_as_the_shell_runs_it(tmp_path):
+    """cron hands the line (its \\% made %) to /bin/sh: the options submit.sh gets must be
+    the job's, with valid values, and both output streams must go to the log."""
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from spark_jobs.config import parse_args
+
+    if shutil.which("flock") is None:
+        pytest.skip("flock (util-linux) is not installed")
+    line = next(ln for ln in (ROOT / "examples" / "crontab").read_text().splitlines()
+                if ln.strip() and not ln.startswith("#"))
+    command = line.split(None, 5)[5].replace("\\%", "%")
+    for path, stand_in in (("/opt/spark-image-etl", tmp_path), ("/tmp/image-etl.lock", tmp_path / "lock"),
+                           ("/var/log/image-etl.log", tmp_path / "log")):
+        assert path in command
+        command = command.replace(path, str(stand_in))
+    submit = tmp_path / "submit.sh"  # says what it was given, on stdout, and on stderr
+    submit.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\necho done >&2\n')
+    submit.chmod(0o755)
+    subprocess.run(["/bin/sh", "-c", command], check=True, env={"PATH": os.environ["PATH"]})
+    given = (tmp_path / "log").read_text().splitlines()
+    assert given[-1] == "done"
+    cfg = parse_args(given[given.index("--") + 1 : -1])
+    assert cfg.incremental and cfg.run_id and cfg.max_error_rate == 0.05
+    assert cfg.keep_run_records == 2160
+
+
 def test_airflow_spark_submit_is_submit_sh():
     """The DAG puts examples/airflow_bin first on PATH: its spark-submit must be submit.sh."""
     import subprocess

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spark_jobs.globs import glob_regex, split_glob
 from udfs.errors import ERROR_KINDS
 from udfs.extract import ExtractOptions
 
@@ -73,6 +74,30 @@ def parse_size(text: str) -> int:
 def absolute(uri: str) -> str:
     """A path without a scheme, made absolute against the working directory (as Spark does)."""
     return uri if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", uri) else os.path.abspath(uri)
+
+
+# Names of files the job writes under its output (Parquet parts, Spark's markers, run
+# records, settings, the lock): what a --glob must not take when the output is under an input.
+OWN_FILE_NAMES = ("part-00000-0c1d-c000.zstd.parquet", "_SUCCESS", "_settings.json",
+                  "20261125T000000000Z.json", "_lock.json")
+
+
+def reads_own_output(inputs: list[str], output: str, glob: str) -> str | None:
+    """The input under which ``output`` lies when ``glob`` takes the job's own files there
+    (every later run would read its tables as images), else None."""
+    own = glob_regex(glob)
+    if not any(own.match(name) for name in OWN_FILE_NAMES):
+        return None
+
+    def comparable(uri: str) -> str:
+        return re.sub(r"^file:(//)?(?=/)", "", uri).rstrip("/") or "/"
+
+    out = comparable(output)
+    for uri in inputs:
+        base = comparable(split_glob(uri)[0])
+        if out == base or out.startswith(base.rstrip("/") + "/"):
+            return uri
+    return None
 
 
 def load_properties(path: Path) -> dict[str, str]:
@@ -231,6 +256,12 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
                      f"(kinds: {', '.join(ERROR_KINDS)})")
     if a.run_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", a.run_id):
         parser.error("--run-id may only hold letters, digits, '.', '_' and '-'")
+    inputs, output = [absolute(u) for u in a.input], absolute(a.output).rstrip("/") or "/"
+    glob = a.glob or default_glob()
+    if outer := reads_own_output(inputs, output, glob):
+        parser.error(f"--output {output} lies inside --input {outer}, and --glob '{glob}' takes "
+                     f"the job's own files (Parquet, JSON): every later run would read its "
+                     f"tables as images. Write the output elsewhere, or narrow --glob")
     try:
         extract = ExtractOptions(
             max_side=a.max_side,
@@ -242,9 +273,9 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
     except ValueError as e:
         parser.error(str(e))
     return JobConfig(
-        inputs=[absolute(u) for u in a.input],
-        output=absolute(a.output).rstrip("/") or "/",
-        glob=a.glob or default_glob(),
+        inputs=inputs,
+        output=output,
+        glob=glob,
         extract=extract,
         read_mode=a.read_mode,
         spark_read_max_bytes=a.spark_read_max_bytes,

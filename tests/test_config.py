@@ -35,3 +35,31 @@ def test_the_shipped_defaults_lock_the_output_keep_every_record_and_refuse_negat
         with pytest.raises(SystemExit) as e:
             parse_args([*base, *bad], conf_dir=CONF_DIR)
         assert e.value.code == 2
+
+
+@pytest.mark.parametrize("glob", ["*", "*.parquet", "*.json", "_*", "*.{parquet,json}"])
+@pytest.mark.parametrize("inputs,output", [
+    (["/lake"], "/lake/features"),
+    (["/lake"], "/lake"),
+    (["file:///lake/"], "/lake/features"),
+    (["/data", "/lake/*/2024"], "/lake/x/2024/out"),
+])
+def test_an_output_inside_an_input_whose_glob_takes_the_jobs_files_is_refused(glob, inputs, output,
+                                                                               tmp_path):
+    """Every later run would read the tables (Parquet parts, _SUCCESS, run records) as images."""
+    args = ["--output", output, "--glob", glob]
+    for uri in inputs:
+        args += ["--input", uri]
+    with pytest.raises(SystemExit) as e:
+        parse_args(args, conf_dir=tmp_path)
+    assert e.value.code == 2
+
+
+@pytest.mark.parametrize("args", [
+    ["--input", "/lake", "--output", "/lake/features"],  # the image extensions only
+    ["--input", "/lake", "--output", "/lake/features", "--glob", "*.jpg"],
+    ["--input", "/lake", "--output", "/lakehouse/features", "--glob", "*"],
+    ["--input", "/lake/*/2024", "--output", "/data/out", "--glob", "*"],
+])
+def test_an_output_the_listing_cannot_take_is_accepted(args, tmp_path):
+    assert parse_args(args, conf_dir=tmp_path).output == args[3]

@@ -129,13 +129,13 @@ class OutputLock:
             lease = float(holder.get("stale_after") or self.stale_after)
             if age < lease and not holder_gone(holder):
                 raise OutputBusy(self._busy_message(holder, age, lease))
+            if holder.get("run_id"):  # whichever run ends up holding the lock closes its record
+                self.took_over = (str(holder["run_id"]), modified / 1000)
             if not self._remove_stale(modified):
                 continue  # another run is taking it over, or it was renewed: look again
             why = "its process is gone" if age < lease else f"not renewed for {age:.0f} s"
             log.warning("taking over the lock of run %s on %s (%s)", holder.get("run_id", "?"),
                         self.uri, why)
-            if holder.get("run_id"):
-                self.took_over = (str(holder["run_id"]), modified / 1000)
         raise OutputBusy(f"{self.uri} keeps changing hands: another run is starting")
 
     def _remove_stale(self, modified: int) -> bool:

@@ -320,6 +320,7 @@ def test_runs_taking_over_a_stale_lock_at_once_leave_one_holder(spark, tmp_path)
         for lock in holders:
             lock.release()
         assert len(holders) == 1, f"round {round_}: {len(holders)} runs hold the lock"
+        assert holders[0].took_over[0] == "dead"  # the holder closes the dead run's record
         assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []
 
     out = tmp_path / "killed-taker"

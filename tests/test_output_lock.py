@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -245,29 +246,33 @@ def test_a_stalled_run_and_its_retry_under_the_same_run_id_leave_the_tables_of_o
     assert records(out)["r1"]["status"] == "succeeded" and not (out / LOCK_FILE).exists()
 
 
+def _at_once(work, n: int = 4) -> list:
+    """``work(i)`` for i in 0..n-1, in n threads released together; their results."""
+    start, results = threading.Barrier(n), [None] * n
+
+    def run(i: int) -> None:
+        start.wait()
+        results[i] = work(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 @pytest.mark.spark
 def test_creating_the_lock_on_a_local_disk_has_one_winner(spark, tmp_path):
     """Hadoop's local file system checks, then creates: racing runs could both create the
     lock. Four threads at once, many times over: exactly one creates it each time."""
-    import threading
-
     from spark_jobs.storage import Storage
 
     storage = Storage(spark)
     for round_ in range(30):
         uri = str(tmp_path / f"r{round_}" / LOCK_FILE)
-        start, won = threading.Barrier(4), []
-
-        def create(i: int, uri=uri, start=start, won=won) -> None:
-            start.wait()
-            if storage.create_new(uri, f"run {i}".encode()):
-                won.append(i)
-
-        threads = [threading.Thread(target=create, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        created = _at_once(lambda i, uri=uri: storage.create_new(uri, f"run {i}".encode()))
+        won = [i for i, ok in enumerate(created) if ok]
         assert len(won) == 1, f"round {round_}: {won} all created the lock"
         assert storage.read_text(uri) == f"run {won[0]}"
     # a lock deleted by hand leaves Hadoop's checksum of it: the next lock still reads back
@@ -284,8 +289,6 @@ def test_runs_taking_over_a_stale_lock_at_once_leave_one_holder(spark, tmp_path)
     """Each would remove the stale lock, then the lock another had just created: a marker
     lets one of them remove it. One left by a run killed midway stops takeovers for a
     minute, not for ever."""
-    import threading
-
     from spark_jobs.storage import Storage
 
     storage = Storage(spark)
@@ -301,22 +304,16 @@ def test_runs_taking_over_a_stale_lock_at_once_leave_one_holder(spark, tmp_path)
     for round_ in range(10):
         out = tmp_path / f"r{round_}"
         stale_lock(out)
-        start, holders = threading.Barrier(4), []
 
-        def take(i: int, out=out, start=start, holders=holders) -> None:
+        def take(i: int, out=out) -> OutputLock | None:
             lock = OutputLock(storage, str(out), f"run{i}", stale_after=600)
-            start.wait()
             try:
                 lock.acquire()
             except OutputBusy:
-                return
-            holders.append(lock)
+                return None
+            return lock
 
-        threads = [threading.Thread(target=take, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        holders = [lock for lock in _at_once(take) if lock is not None]
         for lock in holders:
             lock.release()
         assert len(holders) == 1, f"round {round_}: {len(holders)} runs hold the lock"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from PIL import Image
 
@@ -22,12 +23,15 @@ def _text(value) -> str | None:
 
 
 def iso_datetime(value) -> str | None:
-    """EXIF 'YYYY:MM:DD HH:MM:SS' -> ISO 8601 'YYYY-MM-DDTHH:MM:SS' (local time, no zone)."""
+    """EXIF 'YYYY:MM:DD HH:MM:SS' -> ISO 8601 'YYYY-MM-DDTHH:MM:SS' (local time, no zone);
+    None unless it is a real date and time (cameras write '0000:00:00 00:00:00' when unset)."""
     m = _EXIF_DATETIME.match(_text(value) or "")
-    if not m or m.group(1) == "0000":
+    if not m:
         return None
-    y, mo, d, h, mi, s = m.groups()
-    return f"{y}-{mo}-{d}T{h}:{mi}:{s}"
+    try:
+        return datetime(*map(int, m.groups())).isoformat()
+    except ValueError:  # month 13, hour 99, year 0, ...
+        return None
 
 
 def _degrees(dms, ref) -> float | None:

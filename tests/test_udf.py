@@ -66,6 +66,7 @@ def test_rows_to_arrow_keeps_nulls_and_histograms():
     arr = rows_to_arrow([good, bad, good])
     assert arr.to_pylist()[0]["gray_hist"] == good["gray_hist"].tolist()
     assert arr.to_pylist()[1]["gray_hist"] is None and arr.to_pylist()[1]["error_kind"] == "unsupported_format"
+    assert rows_to_arrow([]).type == arr.type  # an empty batch keeps the schema
 
 
 @pytest.mark.parametrize("name", ["plain.jpg", "a b#1%20.jpg", "[x]{y}.jpg"])

@@ -109,7 +109,7 @@ def _hist_array(hists: list) -> pa.Array:
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     kept = [np.asarray(h, dtype=np.int64) for h in hists if h is not None]
     values = pa.array(np.concatenate(kept) if kept else np.empty(0, np.int64))
-    mask = pa.array([not p for p in present])
+    mask = pa.array([not p for p in present], type=pa.bool_())
     return pa.ListArray.from_arrays(offsets, values, mask=mask)
 
 

@@ -226,6 +226,8 @@ def error_files() -> dict[str, tuple[str, bytes]]:
     """name -> (expected error_kind, bytes), for every kind a file's content can cause."""
     jpg = encode(photo(4), "JPEG")
     png = encode(photo(4), "PNG")
+    heic = encode(photo(4), "HEIF")
+    bmp = encode(photo(4), "BMP")
     files = {
         "empty.jpg": ("empty", b""),
         "error-page.jpg": ("unsupported_format", b"<!DOCTYPE html><html><body>404</body></html>"),
@@ -233,6 +235,15 @@ def error_files() -> dict[str, tuple[str, bytes]]:
         "archive.tif": ("unsupported_format", b"PK\x03\x04" + bytes(60)),
         "doc.pdf": ("unsupported_format", encode(photo(4), "PDF")),  # Pillow writes, not reads
         "weather.grib": ("unsupported_format", b"GRIB\x00\x00\x00\x01" + bytes(100)),  # a stub
+        # videos beside photos (a Live Photo's MOV): MP4 and MOV share HEIF's container
+        "clip.mp4": ("unsupported_format", b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41"
+                     + bytes(200)),
+        "live.mov": ("unsupported_format", b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  " + bytes(200)),
+        "clip.mpg": ("unsupported_format", b"\x00\x00\x01\xb3\x14\x00\xf0\x13\xff\xff\xe0\x18"
+                     + bytes(200)),  # Pillow reads the size of MPEG video, nothing more
+        "table.bmp": ("unsupported_format", b"BMI table\n18.5 24.9\n" * 20),  # not a bitmap's header
+        "header-only.heic": ("corrupt", heic[:200]),
+        "header-only.bmp": ("corrupt", bmp[:30]),
         "truncated.jpg": ("corrupt", jpg[: len(jpg) // 2]),
         "truncated.png": ("corrupt", png[: len(png) // 2]),
         "header-only.png": ("corrupt", png[:20]),

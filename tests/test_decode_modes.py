@@ -154,6 +154,13 @@ def test_frames_are_counted_without_decoding_them(monkeypatch):
             assert len(made) == first_frame > 0, name
 
 
+def test_frame_counts_a_header_declares_need_no_second_handle(monkeypatch):
+    monkeypatch.setattr(dec, "count_frames", lambda data: pytest.fail("opened a second time"))
+    for name, (n, data) in corpus.multi_frame_files().items():
+        if name.endswith((".png", ".webp", ".avif")):
+            assert dec.decode(data, 0).n_frames == n, name
+
+
 def test_damage_after_the_first_frame_keeps_its_features():
     n, data = corpus.multi_frame_files()["anim.gif"]
     cut = data[: len(data) - 40]  # the last frame's data is gone; frame 0 is intact
@@ -169,6 +176,36 @@ def test_format_comes_from_content_not_name(tmp_path):
     assert image_row(png, FULL)["format"] == "PNG"  # no name at all: bytes only
     assert dec.decode(corpus.mode_files()["RGB.heic"], 0).format == "HEIF"
     assert dec.decode(corpus.mode_files()["RGB.avif"], 0).format == "AVIF"
+
+
+@pytest.mark.parametrize("k", range(1, 9))
+def test_orientation_only_in_xmp_is_applied_and_reported(k):
+    """A TIFF whose orientation is only XMP's tiff:Orientation: Pillow applies it while
+    loading, although the size it reports at open ignores it."""
+    from PIL.TiffImagePlugin import ImageFileDirectory_v2
+
+    scene = corpus.photo(1, (48, 32))
+    stored = scene if k == 1 else scene.transpose(corpus._INVERSE.get(corpus.ORIENT[k], corpus.ORIENT[k]))
+    info = ImageFileDirectory_v2()
+    info[700] = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+                 b'02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/"'
+                 b' tiff:Orientation="%d"/></rdf:RDF></x:xmpmeta>' % k)
+    info.tagtype[700] = 1
+    d = dec.decode(corpus.encode(stored, "TIFF", tiffinfo=info), 0)
+    assert (d.orientation, d.width, d.height) == (k, *scene.size)
+    assert np.array_equal(np.asarray(d.gray), np.asarray(scene.convert("L")))
+
+
+@pytest.mark.parametrize("k", [3, 6])
+def test_heif_reports_the_files_orientation_and_shows_what_libheif_shows(k):
+    """pillow-heif has libheif apply HEIF's own rotation and resets the EXIF tag to 1: the
+    job reports the file's tag, and rotates nothing more (Pillow's view, pixel for pixel)."""
+    exif = Image.Exif()
+    exif[0x0112] = k
+    data = corpus.encode(corpus.photo(1, (48, 32)), "HEIF", exif=exif, quality=95)
+    row = image_row(data, FULL)
+    assert row["orientation"] == k
+    assert corpus.mismatches(row, corpus.expected(data)) == []
 
 
 def test_orientation_is_read_exactly_as_exif_transpose_reads_it():

@@ -5,8 +5,9 @@ Semantics (README "Image semantics" documents each choice):
     (HEIF through pillow-heif, AVIF through Pillow) is registered when this module is imported,
     so a result never depends on which files a worker decoded before;
   * the first frame of a multi-frame file is analysed, decoded from a fresh open exactly as a
-    single-frame file; ``n_frames`` counts frames on a second handle by seeking, without
-    decoding them (null when the file is damaged after the first frame);
+    single-frame file; ``n_frames`` is the count the header declares (PNG, WebP, AVIF, HEIF)
+    or, for the others, the frames found by seeking on a second handle, without decoding
+    them (null when seeking fails);
   * the declared pixel count is checked against ``max_pixels`` from the header, before any
     pixel is decoded; Pillow's own bomb check (for sizes found later, e.g. an ICO's embedded
     PNG) is moved to the same limit while decoding;
@@ -82,7 +83,6 @@ _IMAGE_MAGIC = (
     b"GIF89a",
     b"II*\x00",  # TIFF little-endian
     b"MM\x00*",  # TIFF big-endian
-    b"BM",
     b"\x00\x00\x01\x00",  # ICO
     b"8BPS",  # PSD
     b"II+\x00",  # BigTIFF
@@ -97,6 +97,11 @@ _IMAGE_MAGIC = (
     b"\x01\xda",  # SGI
 )
 _NETPBM = re.compile(rb"^P[1-7F][ \t\r\n#]")
+_BMP_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}  # the DIB header sizes bitmaps have
+_HEIF_BRANDS = {b"mif1", b"msf1", b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis",
+                b"avif", b"avis"}
+# Formats Pillow identifies but has no decoder for (besides its stub plugins).
+_IDENTIFY_ONLY = {"MPEG"}
 
 
 @dataclass
@@ -105,7 +110,7 @@ class Decoded:
 
     format: str
     mode: str
-    n_frames: int | None  # None: the file breaks after its first frame
+    n_frames: int | None  # None: seeking through the frames failed
     width: int  # after orientation, full resolution
     height: int
     orientation: int | None
@@ -116,11 +121,30 @@ class Decoded:
 def _looks_like_image(data: bytes) -> bool:
     if data.startswith(_IMAGE_MAGIC):
         return True
+    if data[:2] == b"BM":  # two letters a text can start with: the header's size field too
+        return int.from_bytes(data[14:18], "little") in _BMP_HEADER_SIZES
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return True
     if _NETPBM.match(data):
         return True
-    return data[4:8] == b"ftyp"  # HEIF, AVIF (ISO base media)
+    return data[4:8] == b"ftyp" and not _HEIF_BRANDS.isdisjoint(_ftyp_brands(data))
+
+
+def _ftyp_brands(data: bytes) -> set[bytes]:
+    """The major and compatible brands of an ISO base media file's ftyp box: what tells a
+    HEIF or AVIF image from an MP4 or MOV video, which share the container."""
+    end = min(int.from_bytes(data[:4], "big"), len(data), 256)  # real ones list a few brands
+    return {data[8:12]} | {data[i:i + 4] for i in range(16, end - 3, 4)}
+
+
+def _unopened(data: bytes, why: str) -> errors.ImageError:
+    """A file no reader opened: corrupt if it starts like an image, else not an image."""
+    head = data[:16].hex(" ")
+    if _looks_like_image(data):
+        return errors.ImageError(errors.CORRUPT, f"{why} (starts like an image: {head})")
+    return errors.ImageError(
+        errors.UNSUPPORTED_FORMAT, f"not an image format Pillow can read (starts {head})"
+    )
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -130,23 +154,17 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     try:
         im = Image.open(io.BytesIO(data), formats=READ_FORMATS)
     except UnidentifiedImageError:
-        head = data[:16].hex(" ")
-        if _looks_like_image(data):
-            raise errors.ImageError(
-                errors.CORRUPT, f"starts like an image but its header is unreadable (starts {head})"
-            ) from None
-        raise errors.ImageError(
-            errors.UNSUPPORTED_FORMAT, f"not an image format Pillow can read (starts {head})"
-        ) from None
+        raise _unopened(data, "header unreadable") from None
     except Image.DecompressionBombError as e:
         raise errors.ImageError(errors.DECOMPRESSION_BOMB, str(e)) from None
     except MemoryError as e:
         raise errors.ImageError(errors.DECOMPRESSION_BOMB, errors.describe(e)) from None
     except Exception as e:  # noqa: BLE001 - a plugin failing on a damaged header
-        raise errors.ImageError(errors.CORRUPT, errors.describe(e)) from None
+        raise _unopened(data, errors.describe(e)) from None
     # Formats Pillow identifies but cannot decode here are unsupported, not corrupt: stubs
-    # (GRIB, BUFR, HDF5, WMF: the job registers no handler), and EPS without Ghostscript.
-    if isinstance(im, ImageFile.StubImageFile):
+    # (GRIB, BUFR, HDF5, WMF: the job registers no handler), MPEG video, and EPS without
+    # Ghostscript.
+    if isinstance(im, ImageFile.StubImageFile) or im.format in _IDENTIFY_ONLY:
         raise errors.ImageError(errors.UNSUPPORTED_FORMAT, f"{im.format}: no decoder installed")
     if im.format == "EPS" and not EpsImagePlugin.has_ghostscript():
         raise errors.ImageError(errors.UNSUPPORTED_FORMAT, "EPS: needs Ghostscript, not installed")
@@ -257,6 +275,20 @@ def count_frames(data: bytes) -> int | None:
         return None
 
 
+def _oriented_by_plugin(im: Image.Image) -> int | None:
+    """The orientation of a file whose plugin shows it upright itself, and resets the tag:
+    pillow-heif (libheif applies the file's rotation; the tag becomes 1) and Pillow's TIFF
+    reader (it transposes while loading, by the EXIF tag or XMP, and drops the tag)."""
+    if im.format == "HEIF":
+        return read_orientation({_ORIENTATION_TAG: im.info.get("original_orientation")})
+    if im.format == "TIFF":
+        try:
+            return read_orientation(im.getexif())  # read before loading: no pixels decoded
+        except Exception:  # noqa: BLE001 - unreadable EXIF counts as absent
+            return None
+    return None
+
+
 @contextmanager
 def _pixel_limit(max_pixels: int):
     """Pillow refuses images above 2 * MAX_IMAGE_PIXELS where it checks (open, ICO/ICNS
@@ -287,10 +319,10 @@ def _decode(data: bytes, max_side: int, max_pixels: int) -> Decoded:
     try:
         fmt, mode = im.format or "unknown", im.mode
         w, h = im.size
-        # Pillow orients TIFFs itself: it reports the upright size at open and transposes
-        # while loading (dropping the tag). Remember the tag to report it.
-        oriented_by_pillow = read_orientation(im.tag_v2) if fmt == "TIFF" else None
+        oriented_by_plugin = _oriented_by_plugin(im)
         load_reduced(im, max_side)
+        if fmt == "TIFF":  # upright once loaded, also by an XMP orientation the open ignored
+            w, h = im.size
         try:
             exif = im.getexif()
             orientation = read_orientation(exif)
@@ -302,11 +334,15 @@ def _decode(data: bytes, max_side: int, max_pixels: int) -> Decoded:
             gray = gray.transpose(method)
         if orientation in _SWAPS_SIDES:
             w, h = h, w
-        orientation = orientation or oriented_by_pillow
-        # Only multi-frame plugins have n_frames; look without evaluating the property (it
-        # seeks, and ``gray`` may be ``im`` itself).
-        multi = "n_frames" in vars(im) or hasattr(type(im), "n_frames")
-        n_frames = count_frames(data) if multi else 1
+        if oriented_by_plugin is not None:  # the tag the file had: its pixels are upright now
+            orientation = oriented_by_plugin
+        # Only multi-frame plugins have n_frames. PNG, WebP and AVIF count the frames at open
+        # (an attribute); the others' property may seek, so it is read on a second handle
+        # (``gray`` may be ``im`` itself).
+        if "n_frames" in vars(im):
+            n_frames = int(im.n_frames or 1)
+        else:
+            n_frames = count_frames(data) if hasattr(type(im), "n_frames") else 1
         return Decoded(fmt, mode, n_frames, w, h, orientation, exif, gray)
     except errors.ImageError:
         raise

@@ -187,10 +187,10 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                      "did not change, so an increment would not otherwise (kinds: "
                      + ", ".join(ERROR_KINDS) + "); may be repeated")
     run.add_argument("--compact", action="store_true", help="with --incremental, then rewrite "
-                     "<output>/images/ as this one run holding the current state (latest row "
-                     "per path, tombstones dropped) and delete the older runs: keeps scheduled "
-                     "incremental runs from piling up (their history is dropped); a full run "
-                     "is one run already")
+                     "the earlier runs of <output>/images/ as one run holding the state this "
+                     "run started from (latest row per path, tombstones dropped) and delete "
+                     "them: keeps scheduled incremental runs from piling up (their history is "
+                     "dropped); a full run is one run already")
     run.add_argument("--max-error-rate", type=float, default=float(d("max_error_rate", "1.0")),
                      metavar="F", help="exit with code 4 when more than this fraction of "
                      "files has an error row (default: %(default)s)")

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 RUN_PREFIX = "run_id="
 STAGING = "_staging"
 AGGREGATE_TABLES = ("summary", "duplicates")
+COMPACTED = ".compacted"  # the id of a compacted run: the id of the latest run it holds + this
 SETTINGS_FILE = "_settings.json"  # in a run's directory: the settings its rows were made with
 # Each driver process stages apart: a run that stalled and lost the output's lock to a retry
 # of the same run id may still have Spark tasks writing, and they must not write into the
@@ -95,25 +96,34 @@ def aggregates_current(storage: Storage, output: str) -> bool:
 
 def compact_images(spark: SparkSession, storage: Storage, output: str, run_id: str,
                    settings: dict) -> bool:
-    """Rewrite images/ as the one run ``run_id`` holding the current state (the latest row per
-    path, tombstones dropped), then delete the older runs; False when there was nothing to do.
+    """Rewrite the runs of images/ before ``run_id`` as one run holding the state this run
+    started from (the latest row per path, tombstones dropped), then delete them; False when
+    there was nothing to do. This run's own rows stay as they are.
 
-    The new run replaces this run's directory (one rename) and holds the latest row of every
-    current path; a path whose tombstone is dropped has no row in it, and the older runs go
-    oldest first, so that path's latest remaining row is its tombstone until all are gone.
-    Killed at any point, this leaves the state before this run (as any killed run) or the
-    current one. A rerun of this run id finds no earlier state and reads every file again.
+    The compacted run is ``<the latest of them>.compacted``, so it sorts after them and
+    before this run, and a retry of this run id still finds the state it started from
+    (compacted into this run's own id, a retry found no earlier state and replaced it with
+    only its own inputs' files). A path whose tombstone is dropped has no row in the new run,
+    and the older runs go oldest first, so that path's latest remaining row is its tombstone
+    until all are gone: killed at any point, this leaves the state as it was, or compacted.
     """
     runs = committed_runs(storage, output, "images")
-    if len(runs) < 2:
+    if runs and runs[-1] > run_id:
+        log.warning("images/: not compacted by run %s, a later run %s exists", run_id, runs[-1])
         return False
-    if runs[-1] > run_id:
-        log.warning("images/: not compacted into run %s, a later run %s exists", run_id, runs[-1])
+    earlier = [r for r in runs if r < run_id]
+    if len(earlier) < 2:
         return False
-    state = current_rows(spark, storage, output).where(~F.col("deleted")).drop("run_id")
-    write_run(storage, state, output, "images", run_id, settings)
-    drop_runs_except(storage, output, "images", run_id)
-    log.info("images/: %d runs compacted into run %s", len(runs), run_id)
+    into = f"{earlier[-1]}{COMPACTED}"
+    if into >= run_id:  # ids that sort too close ('r1' then 'r1-b'): no id between them
+        log.warning("images/: not compacted by run %s: no run id sorts between %s and it",
+                    run_id, earlier[-1])
+        return False
+    state = current_rows(spark, storage, output, before_run=run_id).where(~F.col("deleted"))
+    write_run(storage, state.drop("run_id"), output, "images", into, settings)
+    for run in earlier:
+        storage.delete(run_uri(output, "images", run))
+    log.info("images/: %d runs compacted into run %s", len(earlier), into)
     return True
 
 

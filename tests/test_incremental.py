@@ -221,7 +221,7 @@ def test_a_run_that_finds_nothing_commits_nothing_unless_aggregates_lag(spark, t
     # Spark takes every path it reads as a glob: these names are read as named
     ("photos [2024]", "out {a,b} [1]", "spark"),
 ])
-def test_compact_rewrites_the_current_state_as_one_run(spark, tmp_path, inp_name, out_name, read_mode):
+def test_compact_rewrites_the_earlier_state_as_one_run(spark, tmp_path, inp_name, out_name, read_mode):
     from spark_jobs.writing import read_parquet
 
     inp, out = tmp_path / inp_name, tmp_path / out_name
@@ -235,18 +235,40 @@ def test_compact_rewrites_the_current_state_as_one_run(spark, tmp_path, inp_name
     summary = sorted(map(repr, read_parquet(spark, str(out / "summary")).drop("run_id").collect()))
 
     assert run_job(*args, "--compact", "--run-id", "r3") == 0  # nothing new: compaction only
-    assert committed(out) == {"images": ["r3"], "summary": ["r3"], "duplicates": ["r3"]}
+    assert committed(out) == {"images": ["r2.compacted"], "summary": ["r3"], "duplicates": ["r3"]}
     images = read_parquet(spark, str(out / "images"))
     assert images.count() == len(state) == 9 and images.where("deleted").count() == 0
     assert current_state(spark, out) == state
     assert sorted(map(repr, read_parquet(spark, str(out / "summary")).drop("run_id").collect())) == summary
     assert records(out)["r3"]["stages_s"]["compact"] > 0
-    assert json.loads((out / "images" / "run_id=r3" / "_settings.json").read_text())["max_side"] == 512
+    settings = out / "images" / "run_id=r2.compacted" / "_settings.json"
+    assert json.loads(settings.read_text())["max_side"] == 512
 
-    # a rerun of the compacting run finds no earlier state: it reads every file again
+    # a rerun of the compacting run finds the state it started from: nothing to read again
     assert run_job(*args, "--compact", "--run-id", "r3") == 0
-    assert records(out)["r3"]["counts"]["processed"] == 9
-    assert committed(out)["images"] == ["r3"] and current_state(spark, out) == state
+    assert records(out)["r3"]["counts"]["processed"] == 0
+    assert committed(out)["images"] == ["r2.compacted"] and current_state(spark, out) == state
+
+
+def test_a_retried_compacting_run_keeps_what_lies_outside_its_inputs(spark, tmp_path):
+    """A scheduler retrying the daily --compact run (exit 4, a lost worker) over one day's
+    folder: the other days' rows stay, and the retry gives the same tables."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES / "flowers", inp / "day1")
+    shutil.copytree(SAMPLES / "people", inp / "day2")
+    increment = ["--output", str(out), "--incremental"]
+    assert run_job("--input", str(inp / "day2"), *increment, "--run-id", "r1") == 0
+    assert run_job("--input", str(inp / "day1"), *increment, "--run-id", "r2") == 0
+    shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", inp / "day1" / "new.png")
+    compacting = ["--input", str(inp / "day1"), *increment, "--compact", "--run-id", "r3"]
+    assert run_job(*compacting) == 0
+    state = current_state(spark, out)
+    assert len(state) == sum(1 for p in inp.rglob("*") if p.is_file())
+
+    assert run_job(*compacting) == 0  # the retry
+    assert current_state(spark, out) == state
+    assert records(out)["r3"]["counts"]["processed"] == 1  # its own new file, again
+    assert committed(out)["images"] == ["r2.compacted", "r3"]
 
 
 def test_an_increment_refuses_settings_that_change_the_features(spark, tmp_path, caplog):

@@ -105,7 +105,7 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
     # The file index holds the 0-byte files too (its scan drops them), not the unnamable.
     found = len(source._jdf.inputFiles()) + len(dropped.unnamable)
     return Listing(files, source, found, [row[0] for row in dropped.unnamable],
-                   under_inputs(storage, inputs))
+                   under_inputs(storage, inputs, cfg.glob))
 
 
 def literal_inputs(storage: Storage, inputs: list[str]) -> list[str]:
@@ -123,18 +123,22 @@ def literal_inputs(storage: Storage, inputs: list[str]) -> list[str]:
     return [glob_escape(u) if GLOB_CHARS.search(u) and exists(u) else u for u in inputs]
 
 
-def under_inputs(storage: Storage, inputs: list[str]) -> Column:
+def under_inputs(storage: Storage, inputs: list[str], name_glob: str) -> Column:
     """Whether a ``path`` lies under one of ``inputs`` (as ``literal_inputs`` gives them),
-    named as Spark's listing names paths: what an incremental run answers for. A file of
-    the current state outside them (another day's folder) was not looked at, so it is not
-    gone."""
+    named as Spark's listing names paths, with a file name ``name_glob`` takes: what an
+    incremental run answers for. A file of the current state outside them (another day's
+    folder, or a .jpg for a run of --glob '*.png') was not looked at, so it is not gone."""
     patterns = []
     for uri in inputs:
         base, pattern = split_glob(uri)
         glob = join_glob(storage.qualify(base or "/"), pattern)
         patterns.append(glob_regex(glob).pattern.removesuffix(r"\Z"))
     # Java's regular expressions, as Spark's rlike runs them: the whole path, or below it
-    return F.col("path").rlike("(?s)^(?:" + "|".join(patterns) + r")(?:/.*)?\z")
+    scope = F.col("path").rlike("(?s)^(?:" + "|".join(patterns) + r")(?:/.*)?\z")
+    if name_glob == "*":
+        return scope
+    name = glob_regex(name_glob).pattern.removesuffix(r"\Z")
+    return scope & F.col("path").rlike("(?s)(?:^|/)" + name + r"\z")
 
 
 def _arrow_table(rows: list[tuple]):

@@ -189,6 +189,18 @@ def test_an_increment_answers_only_for_its_inputs(spark, tmp_path, narrowed):
     assert records(out)["r3"]["counts"]["deleted"] == 1 and len(current_state(spark, out)) == 7
 
 
+def test_an_increment_with_a_narrower_glob_leaves_the_other_names_current(spark, tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    args = ["--input", str(inp), "--output", str(out), "--incremental"]
+    assert run_job(*args, "--run-id", "r1") == 0
+    state = current_state(spark, out)
+    (inp / "people" / "skimage-astronaut.png").unlink()
+    assert run_job(*args, "--glob", "*.png", "--run-id", "r2") == 0  # the .jpg files: not gone
+    assert records(out)["r2"]["counts"]["deleted"] == 1
+    assert current_state(spark, out) == [r for r in state if not r[0].endswith("astronaut.png")]
+
+
 def test_a_run_that_finds_nothing_commits_nothing_unless_aggregates_lag(spark, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     shutil.copytree(SAMPLES, inp)

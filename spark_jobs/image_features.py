@@ -176,7 +176,9 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
         if replaced:
             storage.delete(committed)
         return metrics, replaced
-    writing.commit_run(storage, staged, cfg.output, "images", run_id, settings)
+    # "incremental" tells a later run whether this one superseded the runs before it
+    writing.commit_run(storage, staged, cfg.output, "images", run_id,
+                       {**settings, "incremental": cfg.incremental})
     return metrics, True
 
 
@@ -241,6 +243,7 @@ def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
 
     stages = record.data["stages_s"]
     t = time.perf_counter()
+    writing.drop_superseded(storage, cfg.output, run_id)
     metrics, changed = write_images(spark, storage, cfg, run_id)
     if not cfg.incremental:  # a full run describes every file: earlier runs are superseded
         writing.drop_runs_except(storage, cfg.output, "images", run_id)

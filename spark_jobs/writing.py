@@ -127,6 +127,19 @@ def compact_images(spark: SparkSession, storage: Storage, output: str, run_id: s
     return True
 
 
+def drop_superseded(storage: Storage, output: str, run_id: str) -> None:
+    """Delete the runs of images/ older than the latest one if that was a full run killed
+    between its commit and deleting them (runs are one at a time per output, so the next
+    run finishes it). ``run_id``'s own committed run is not looked at: this run replaces it."""
+    runs = [r for r in committed_runs(storage, output, "images") if r != run_id]
+    if len(runs) < 2 or (run_settings(storage, output, "images", runs[-1]) or {}).get(
+            "incremental") is not False:
+        return
+    log.warning("images/: run %s was full, but stopped before removing the runs before it: "
+                "removing them now", runs[-1])
+    drop_runs_except(storage, output, "images", runs[-1])
+
+
 def drop_runs_except(storage: Storage, output: str, table: str, keep: str) -> list[str]:
     """Delete every run of ``table`` but ``keep``, oldest first (once ``keep`` has committed)."""
     dropped = [r for r in committed_runs(storage, output, table) if r != keep]

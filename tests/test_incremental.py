@@ -189,6 +189,24 @@ def test_an_increment_answers_only_for_its_inputs(spark, tmp_path, narrowed):
     assert records(out)["r3"]["counts"]["deleted"] == 1 and len(current_state(spark, out)) == 7
 
 
+def test_a_full_run_killed_before_removing_older_runs_is_finished_by_the_next_run(spark, tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    assert run_job("--input", str(inp), "--output", str(out), "--incremental", "--run-id", "r1") == 0
+    shutil.copytree(out / "images" / "run_id=r1", tmp_path / "r1")
+    (inp / "people" / "skimage-astronaut.png").unlink()
+    assert run_job("--input", str(inp), "--output", str(out), "--run-id", "r2") == 0  # full
+    state = current_state(spark, out)
+    # killed between its commit and removing r1: r1 is back, and with it the astronaut
+    shutil.copytree(tmp_path / "r1", out / "images" / "run_id=r1")
+    assert len(current_state(spark, out)) == len(state) + 1
+
+    # the next run, an increment over one folder that knows nothing of the astronaut
+    assert run_job("--input", str(inp / "flowers"), "--output", str(out), "--incremental",
+                   "--run-id", "r3") == 0
+    assert committed(out)["images"] == ["r2"] and current_state(spark, out) == state
+
+
 def test_an_increment_with_a_narrower_glob_leaves_the_other_names_current(spark, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     shutil.copytree(SAMPLES, inp)

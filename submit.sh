@@ -160,7 +160,10 @@ if [[ "$deploy_mode" == client ]]; then
     # The JVM class-data archive of this Java and Spark, once built (README "Faster start-up"):
     # the driver's JVM starts ~3 s sooner. Nothing when there is none.
     archive_opt="$(cd "$here" && "$driver_python" -m spark_jobs.class_archive option 2>/dev/null || true)"
-    python_conf+=(--driver-java-options "${profile_opts:+$profile_opts }-Dlog4j2.configurationFile=file:$here/conf/log4j2.properties${archive_opt:+ $archive_opt}")
+    # Spark splits this string on whitespace but honours quotes and backslashes: %q keeps a
+    # checkout path with a space one option (class_archive quotes its own).
+    log4j_opt="$(printf %q "-Dlog4j2.configurationFile=file:$here/conf/log4j2.properties")"
+    python_conf+=(--driver-java-options "${profile_opts:+$profile_opts }$log4j_opt${archive_opt:+ $archive_opt}")
   fi
 fi
 

@@ -74,11 +74,14 @@ def archive_path() -> Path | None:
 
 
 def java_option() -> str:
-    """The JVM option that maps the archive, or "" when there is none for this install."""
+    """The JVM option that maps the archive, or "" when there is none for this install; quoted
+    for an options string (spark.driver.extraJavaOptions, --driver-java-options)."""
+    from spark_jobs.session import java_arg
+
     path = archive_path()
     if path is None or not path.is_file():
         return ""
-    return f"-XX:SharedArchiveFile={path}"
+    return java_arg(f"-XX:SharedArchiveFile={path}")
 
 
 def build() -> Path:
@@ -88,7 +91,7 @@ def build() -> Path:
     its own (same class path, same module options), written under a temporary name and
     renamed, so a concurrent run never maps a half-written file.
     """
-    from spark_jobs.session import local_java_options
+    from spark_jobs.session import java_arg, local_java_options
 
     target = archive_path()
     if target is None:
@@ -100,11 +103,13 @@ def build() -> Path:
         log.info("listing the classes a run loads (the job on the bundled samples)")
         _run([sys.executable, "-m", "spark_jobs.image_features", "--demo",
               "--output", str(Path(tmp) / "demo"), "--log-level", "WARNING",
-              "--conf", f"spark.driver.extraJavaOptions={base} -XX:DumpLoadedClassList={classes}"])
+              "--conf", f"spark.driver.extraJavaOptions={base} "
+                        + java_arg(f"-XX:DumpLoadedClassList={classes}")])
         partial = Path(tmp) / "archive.jsa"
         log.info("archiving %d classes", sum(1 for _ in classes.open()))
-        dump_opts = (f"{base} -Xshare:dump -XX:SharedClassListFile={classes} "
-                     f"-XX:SharedArchiveFile={partial} -Xlog:cds=off -Xlog:cds+heap=off")
+        dump_opts = " ".join([base, "-Xshare:dump", java_arg(f"-XX:SharedClassListFile={classes}"),
+                              java_arg(f"-XX:SharedArchiveFile={partial}"),
+                              "-Xlog:cds=off -Xlog:cds+heap=off"])
         # -Xshare:dump makes the JVM write the archive and exit before running anything.
         _run([str(spark_home() / "bin" / "spark-submit"), "--master", "local[1]",
               "--conf", f"spark.driver.extraJavaOptions={dump_opts}", "pyspark-shell"])

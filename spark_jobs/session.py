@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,13 @@ def local_properties(env: str = "local") -> dict[str, str]:
     return props
 
 
+def java_arg(arg: str) -> str:
+    """One JVM option as Spark's launcher reads an options string: it splits on whitespace but
+    honours shell-like quotes (CommandBuilderUtils.parseOptionString), so a path with a space
+    stays one option."""
+    return shlex.quote(arg)
+
+
 def local_java_options(props: dict[str, str] | None = None, with_archive: bool = True) -> str:
     """The JVM options of a local run: the properties file's, plus our log4j configuration
     and, when one was built for this install, the class-data archive (class_archive.py)."""
@@ -76,11 +84,11 @@ def local_java_options(props: dict[str, str] | None = None, with_archive: bool =
     opts = (local_properties() if props is None else props).get("spark.driver.extraJavaOptions", "")
     log4j = CONF_DIR / "log4j2.properties"
     if log4j.exists() and "log4j2.configurationFile" not in opts:
-        opts += f" -Dlog4j2.configurationFile=file:{log4j}"
+        opts += " " + java_arg(f"-Dlog4j2.configurationFile=file:{log4j}")
     if with_archive:
         archive = class_archive.java_option()
         if archive:
-            log.info("JVM classes from the class-data archive (%s)", archive.split("=", 1)[1])
+            log.info("JVM classes from the class-data archive (%s)", shlex.split(archive)[0].split("=", 1)[1])
             opts += f" {archive}"
         else:
             log.info("no JVM class-data archive for this Java and Spark: "

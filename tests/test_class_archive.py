@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,15 @@ def test_no_archive_no_option(tmp_path, monkeypatch):
     assert path.parent == tmp_path and path.name.startswith(class_archive.PREFIX)
     path.write_bytes(b"")  # present for this install: used
     assert class_archive.java_option() == f"-XX:SharedArchiveFile={path}"
+
+
+def test_option_survives_a_cache_path_with_a_space(tmp_path, monkeypatch):
+    """Spark splits JVM option strings on whitespace, honouring shell-like quotes."""
+    monkeypatch.setenv("IMAGE_ETL_CACHE_DIR", str(tmp_path / "ca che"))
+    path = class_archive.archive_path()
+    path.parent.mkdir()
+    path.write_bytes(b"")
+    assert shlex.split(class_archive.java_option()) == [f"-XX:SharedArchiveFile={path}"]
 
 
 @pytest.mark.spark

@@ -77,3 +77,24 @@ def test_submit_sh_builds_elsewhere_when_the_checkout_is_read_only(tmp_path):
     proc = subprocess.run([str(checkout / "submit.sh"), "--", "--help"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and (tmp_path / "chosen" / "spark_image_etl.zip").is_file()
+
+
+def test_a_checkout_path_with_a_space_starts_the_jvm(tmp_path):
+    """Spark splits driver JVM options on whitespace: the log4j option (a path in the checkout)
+    must come through quoted, from submit.sh and from a plain python run alike."""
+    checkout = tmp_path / "with space" / "checkout"
+    checkout.mkdir(parents=True)
+    shutil.copy2(ROOT / "submit.sh", checkout)  # a link would lead it back to this checkout
+    for name in ("spark_jobs", "udfs", "conf", "samples"):
+        (checkout / name).symlink_to(ROOT / name)
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, IMAGE_ETL_BUILD_DIR=str(tmp_path / "build"))
+    env.pop("IMAGE_ETL_CONF_DIR", None)
+    proc = subprocess.run([str(checkout / "submit.sh"), "--", "--demo", "--output", str(tmp_path / "o1")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    env["IMAGE_ETL_CONF_DIR"] = str(checkout / "conf")  # the package resolves to this checkout
+    proc = subprocess.run([sys.executable, "-m", "spark_jobs.image_features", "--demo",
+                           "--output", str(tmp_path / "o2")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]

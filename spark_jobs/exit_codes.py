@@ -24,8 +24,7 @@ def first_line(exc: BaseException) -> str:
             return _java_lines(java)
         except Exception:  # noqa: BLE001 - the JVM is gone: say what Python knows
             pass
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    return f"{type(exc).__name__}: {_head(str(exc))}"
 
 
 def _java_lines(java) -> str:
@@ -42,9 +41,21 @@ def _java_lines(java) -> str:
     return line if cause in line else f"{line} (cause: {cause})"
 
 
+TRACEBACK = "Traceback (most recent call last):"
+
+
 def _head(text: str) -> str:
+    """The first line; for a Python worker's failure (PythonException), whose first line only
+    says one happened, the error its traceback ends with ("ModuleNotFoundError: ...")."""
     lines = str(text).strip().splitlines()
-    return lines[0].strip() if lines else ""
+    head = lines[0].strip() if lines else ""
+    if TRACEBACK in text:
+        after = str(text).rsplit(TRACEBACK, 1)[1].splitlines()
+        # Frames are indented; the first line that is not is the error (Java frames follow it).
+        error = next((line.strip() for line in after if line.strip() and not line[0].isspace()), "")
+        if error:
+            return head.split(TRACEBACK)[0] + error if TRACEBACK in head else error
+    return head
 
 
 def classify(exc: BaseException) -> int:

@@ -62,3 +62,26 @@ def test_jvm_failures_are_named_by_the_java_exception_and_its_root_cause():
     error.java_exception = root
     assert first_line(error) == "java.io.IOException: No space left on device"
     assert first_line(ValueError("two\nlines")) == "ValueError: two"
+
+
+def test_python_worker_failures_are_named_by_the_error_their_traceback_ends_with():
+    from spark_jobs.exit_codes import first_line
+
+    traceback = ('Traceback (most recent call last):\n  File "/w/worker.py", line 1, in main\n'
+                 '    import numpy\nModuleNotFoundError: No module named \'numpy\'\n')
+
+    class PythonException(Exception):  # pyspark.errors.PythonException, as str() shows it
+        pass
+
+    error = PythonException(f"An exception was thrown from the Python worker:\n{traceback}")
+    assert first_line(error) == "PythonException: ModuleNotFoundError: No module named 'numpy'"
+
+    java = "org.apache.spark.api.python.PythonException: " + traceback + "\n\tat org.apache.spark.X.y(X.scala:1)"
+    root = FakeJavaException(java)
+    wrapped = FakeJavaException("org.apache.spark.SparkException: Job aborted due to stage failure: "
+                                "Lost task 0.0: " + java + "\n\nDriver stacktrace:\n\tat z", root)
+    error = Exception("An error occurred while calling o431.parquet.\n: trace")
+    error.java_exception = wrapped
+    assert first_line(error) == ("org.apache.spark.SparkException: Job aborted due to stage failure: "
+                                 "Lost task 0.0: org.apache.spark.api.python.PythonException: "
+                                 "ModuleNotFoundError: No module named 'numpy'")

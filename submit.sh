@@ -9,10 +9,13 @@
 # Before "--": spark-submit options (default --master local[*]); --env NAME loads
 # conf/spark-NAME.properties (default: local). After "--": the job's options (--help).
 # The project's code (udfs/, spark_jobs/) always travels as a zip (--py-files). Executors run
-# PYSPARK_PYTHON (default: this checkout's .venv python), which must exist on every node with
+# PYSPARK_PYTHON (default: this machine's Python, below), which must exist on every node with
 # the dependencies installed -- or, with --package, a venv-pack'ed environment of the
 # dependencies (build/env.tar.gz, rebuilt when pyproject.toml changes; --repack forces it) is
 # shipped with --archives and executors run ./environment/bin/python. See docs/cluster.md.
+# submit.sh itself and a client-mode driver run this machine's Python: PYSPARK_DRIVER_PYTHON,
+# else PYSPARK_PYTHON if it runs here, else this checkout's .venv python, else python3.
+# spark-submit is $SPARK_HOME's, else that Python's pyspark's.
 # submit.sh also takes spark-submit's own form, "[options] spark_jobs/image_features.py [job
 # options]", so that a scheduler can call it in place of spark-submit.
 set -euo pipefail
@@ -34,7 +37,7 @@ while [[ $# -gt 0 ]]; do
     --deploy-mode=*) deploy_mode="${1#--deploy-mode=}"; shift ;;
     --package) package="${package:-yes}"; shift ;;
     --repack) package="force"; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     # spark-submit's own form, as schedulers call it (Airflow's SparkSubmitOperator with
     # spark_binary=submit.sh): [options] .../image_features.py [job options]
     */image_features.py|image_features.py) shift; break ;;
@@ -44,11 +47,18 @@ done
 master="${master:-local[*]}"
 die() { local code="$1"; shift; echo "submit.sh: $*" >&2; exit "$code"; }  # codes as the job's
 
-python="${PYSPARK_PYTHON:-}"
-if [[ -z "$python" ]]; then
-  if [[ -x "$here/.venv/bin/python" ]]; then python="$here/.venv/bin/python"; else python="$(command -v python3)"; fi
+# This machine's Python, for submit.sh's own work and a client-mode driver: PYSPARK_PYTHON
+# may name one that exists only on the nodes (a cluster install), so it is used here only if
+# it runs here. Executors run PYSPARK_PYTHON, by default this same Python.
+local_python="${PYSPARK_DRIVER_PYTHON:-}"
+if [[ -z "$local_python" ]]; then
+  if [[ -n "${PYSPARK_PYTHON:-}" ]] && command -v "$PYSPARK_PYTHON" >/dev/null 2>&1; then local_python="$PYSPARK_PYTHON"
+  elif [[ -x "$here/.venv/bin/python" ]]; then local_python="$here/.venv/bin/python"
+  else local_python="$(command -v python3)" || die 1 "no Python here: set PYSPARK_DRIVER_PYTHON"; fi
 fi
-driver_python="${PYSPARK_DRIVER_PYTHON:-$python}"
+python="${PYSPARK_PYTHON:-$local_python}"
+driver_python="$local_python"
+[[ "$deploy_mode" == cluster ]] && driver_python="$python"  # the driver runs on a node
 export PYSPARK_PYTHON="$python" PYSPARK_DRIVER_PYTHON="$driver_python"
 
 if ! command -v java >/dev/null 2>&1 && [[ -z "${JAVA_HOME:-}" ]]; then
@@ -57,7 +67,8 @@ fi
 
 spark_submit="${SPARK_HOME:+$SPARK_HOME/bin/spark-submit}"
 if [[ -z "$spark_submit" ]]; then
-  spark_submit="$("$driver_python" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit"))')"
+  spark_submit="$("$local_python" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit"))' 2>/dev/null)" \
+    || die 1 "no spark-submit: set SPARK_HOME to a Spark install, or install pyspark in $local_python (or set PYSPARK_DRIVER_PYTHON to a Python that has it)"
 fi
 
 props="$here/conf/spark-$env_name.properties"
@@ -104,7 +115,7 @@ mkdir -p "$build" || die 1 "cannot create $build for the code's zip (set IMAGE_E
 # The project's code as one zip for the driver's and executors' PYTHONPATH (cheap: always rebuilt).
 # Written aside and renamed: other submissions from this checkout may be reading the last one.
 zip_file="$build/spark_image_etl.zip"
-(cd "$here" && "$driver_python" - "$zip_file" <<'PY'
+(cd "$here" && "$local_python" - "$zip_file" <<'PY'
 import os, sys, zipfile, pathlib
 tmp = f"{sys.argv[1]}.{os.getpid()}.tmp"
 with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
@@ -121,14 +132,14 @@ if [[ -n "$package" ]]; then
   # venv packed by venv-pack, at the versions the driver's Python has (so features match).
   archive="$build/env.tar.gz"
   if [[ "$package" == force || ! -s "$archive" || "$here/pyproject.toml" -nt "$archive" ]]; then
-    "$driver_python" -c 'import venv_pack' 2>/dev/null \
-      || die 1 "--package needs venv-pack in $driver_python (pip install venv-pack, or pip install -e '.[pack]')"
+    "$local_python" -c 'import venv_pack' 2>/dev/null \
+      || die 1 "--package needs venv-pack in $local_python (pip install venv-pack, or pip install -e '.[pack]')"
     echo "submit.sh: packing the dependencies into $archive ..." >&2
     venv="$build/pack-venv.$$"
     rm -rf "$venv"
-    "$driver_python" -m venv --without-pip "$venv"
-    "$driver_python" -m pip freeze --exclude-editable | grep -vi '^spark-image-etl' >"$venv.constraints"
-    mapfile -t deps < <("$driver_python" - "$here/pyproject.toml" <<'PY'
+    "$local_python" -m venv --without-pip "$venv"
+    "$local_python" -m pip freeze --exclude-editable | grep -vi '^spark-image-etl' >"$venv.constraints"
+    mapfile -t deps < <("$local_python" - "$here/pyproject.toml" <<'PY'
 import sys
 try:
     import tomllib
@@ -139,10 +150,10 @@ for dep in tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]:
         print(dep)
 PY
 )
-    "$driver_python" -m pip --python "$venv/bin/python" install -q -c "$venv.constraints" "${deps[@]}"
+    "$local_python" -m pip --python "$venv/bin/python" install -q -c "$venv.constraints" "${deps[@]}"
     # bin/python links to this machine's base interpreter: nodes need the same one at the same
     # path, or set IMAGE_ETL_PYTHON_PREFIX to where the nodes have it (venv-pack --python-prefix).
-    "$driver_python" -m venv_pack -p "$venv" -o "$venv.tar.gz" -q \
+    "$local_python" -m venv_pack -p "$venv" -o "$venv.tar.gz" -q \
       ${IMAGE_ETL_PYTHON_PREFIX:+--python-prefix "$IMAGE_ETL_PYTHON_PREFIX"}
     mv -f "$venv.tar.gz" "$archive"
     rm -rf "$venv" "$venv.constraints"
@@ -152,14 +163,14 @@ PY
 fi
 if [[ "$deploy_mode" == client ]]; then
   # The driver runs here: spark.pyspark.python would otherwise apply to it too.
-  python_conf+=(--conf "spark.pyspark.driver.python=$driver_python")
+  python_conf+=(--conf "spark.pyspark.driver.python=$local_python")
   # Spark's own logging down to errors on the driver, unless the caller set driver options;
   # added to the profile's JVM options (--driver-java-options would replace them).
   if [[ " ${submit_args[*]-} " != *" --driver-java-options "* ]]; then
     profile_opts="$(sed -n 's/^[[:space:]]*spark\.driver\.extraJavaOptions[[:space:]]*[=:[:space:]][[:space:]]*//p' "$props" | tail -1)"
     # The JVM class-data archive of this Java and Spark, once built (README "Faster start-up"):
     # the driver's JVM starts ~3 s sooner. Nothing when there is none.
-    archive_opt="$(cd "$here" && "$driver_python" -m spark_jobs.class_archive option 2>/dev/null || true)"
+    archive_opt="$(cd "$here" && "$local_python" -m spark_jobs.class_archive option 2>/dev/null || true)"
     # Spark splits this string on whitespace but honours quotes and backslashes: %q keeps a
     # checkout path with a space one option (class_archive quotes its own).
     log4j_opt="$(printf %q "-Dlog4j2.configurationFile=file:$here/conf/log4j2.properties")"

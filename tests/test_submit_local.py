@@ -98,3 +98,41 @@ def test_a_checkout_path_with_a_space_starts_the_jvm(tmp_path):
                            "--output", str(tmp_path / "o2")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def fake_spark_home(tmp_path):
+    """A SPARK_HOME whose spark-submit prints its arguments, one a line."""
+    spark = tmp_path / "spark"
+    (spark / "bin").mkdir(parents=True)
+    (spark / "bin" / "spark-submit").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (spark / "bin" / "spark-submit").chmod(0o755)
+    return spark
+
+
+def test_submit_sh_needs_executors_python_only_on_the_nodes(tmp_path):
+    """docs/cluster.md's form: PYSPARK_PYTHON names a Python that exists only on the nodes;
+    submit.sh does its own work with this machine's and hands the nodes' to Spark."""
+    env = dict(os.environ, PYSPARK_PYTHON="/opt/image-etl/bin/python", SPARK_HOME=str(fake_spark_home(tmp_path)),
+               IMAGE_ETL_BUILD_DIR=str(tmp_path / "build"))
+    env.pop("PYSPARK_DRIVER_PYTHON", None)
+    proc = subprocess.run([str(ROOT / "submit.sh"), "--master", "yarn", "--deploy-mode", "cluster", "--env", "yarn",
+                           "--", "--input", "hdfs:///imgs", "--output", "hdfs:///out"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "spark.pyspark.python=/opt/image-etl/bin/python" in proc.stdout.splitlines()
+    assert (tmp_path / "build" / "spark_image_etl.zip").is_file()
+
+
+def test_submit_sh_says_when_there_is_no_spark_submit(tmp_path):
+    """No SPARK_HOME and a local Python without pyspark: one line, not a traceback."""
+    bare = tmp_path / "bin" / "python3"  # a Python that cannot import pyspark
+    bare.parent.mkdir()
+    bare.write_text(f'#!/bin/sh\nPYTHONPATH= exec {sys.executable} -I -S "$@"\n')
+    bare.chmod(0o755)
+    env = dict(os.environ, PYSPARK_PYTHON=str(bare), IMAGE_ETL_BUILD_DIR=str(tmp_path / "build"))
+    for name in ("SPARK_HOME", "PYSPARK_DRIVER_PYTHON"):
+        env.pop(name, None)
+    proc = subprocess.run([str(ROOT / "submit.sh"), "--", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("submit.sh: no spark-submit") and len(proc.stderr.splitlines()) == 1, proc.stderr

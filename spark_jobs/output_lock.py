@@ -174,6 +174,8 @@ class OutputLock:
             if self.lost_to is not None:
                 return
             holder = self._read_holder()
+            expires = self._renewed_at + self.stale_after
+            read_in_time = _clock() < expires
             if holder.get("token") != self._token:
                 # taken over, or removed (by a run that took it over and has ended, or by
                 # hand): either way no longer this run's
@@ -184,6 +186,17 @@ class OutputLock:
                 self._on_lost()
                 return
             self._storage.overwrite(self.uri, self._content)
+            if read_in_time and _clock() >= expires:
+                # stalled between reading and rewriting the lock, past the lease: a run may
+                # have taken it over (or taken it and ended) in between, and this write put
+                # this run's lock back over it. Stop, and remove what was put back.
+                self.lost_to = "another run (this one stalled past its lease while renewing)"
+                log.error("this run stalled past its lease while renewing %s: it stops "
+                          "without committing", self.uri)
+                if self._holder().get("token") == self._token:
+                    self._storage.remove(self.uri)
+                self._on_lost()
+                return
             self._renewed_at = _clock()
 
     def _renew_loop(self) -> None:

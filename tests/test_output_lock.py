@@ -190,6 +190,37 @@ def test_a_run_waking_from_a_stall_learns_it_lost_the_lock_before_any_change(spa
         lock.release()
 
 
+def test_a_run_stalled_while_renewing_does_not_put_its_lock_back(spark, tmp_path, monkeypatch):
+    """Stopped between reading the lock (its own) and rewriting it, past its lease: meanwhile
+    its retry took the lock over, committed and removed it. The rewrite that follows must not
+    leave the stalled run holding the output (it then committed a second time and exited 0:
+    seen once, in the stalled-run test below during a full suite)."""
+    from spark_jobs import output_lock
+    from spark_jobs.storage import Storage
+
+    out = tmp_path / "out"
+    storage, real, lost = Storage(spark), output_lock._clock, []
+    lock = OutputLock(storage, str(out), "r1", stale_after=3600, on_lost=lambda: lost.append(1))
+    lock.acquire()
+    write = storage.overwrite
+
+    def stalled_write(uri: str, content: bytes) -> None:
+        storage.remove(str(out / LOCK_FILE))  # the retry took over, committed and ended
+        monkeypatch.setattr(output_lock, "_clock", lambda: real() + 3601)
+        write(uri, content)
+
+    monkeypatch.setattr(storage, "overwrite", stalled_write)
+    try:
+        lock.renew()
+        assert lock.lost_to is not None and lost == [1]
+        assert not (out / LOCK_FILE).exists()
+        with pytest.raises(OutputLockLost):
+            storage.write_text(str(out / "late.txt"), "x")
+    finally:
+        monkeypatch.setattr(output_lock, "_clock", real)
+        lock.release()
+
+
 @pytest.mark.spark
 def test_a_second_job_while_one_runs_exits_5(spark, tmp_path):
     """Two real jobs on one output: the second exits 5 and the first commits as if alone."""

@@ -138,7 +138,14 @@ class JobConfig:
 
 
 def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
-    d = defaults.get
+    """The command line, with defaults from job.properties' keys (``p.property_keys``: the
+    keys it reads)."""
+    asked = set()
+
+    def d(key: str, default: str | None = None) -> str | None:
+        asked.add(key)
+        return defaults.get(key, default)
+
     p = argparse.ArgumentParser(
         prog="python -m spark_jobs.image_features",
         description="Turn a folder or bucket of images into Parquet tables of image features:\n"
@@ -223,6 +230,7 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
     sp.add_argument("--partitions", type=int, default=0, metavar="N", help="repartition the "
                     "file list into N tasks (0: plan tasks by --task-bytes, no shuffle)")
     sp.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.property_keys = asked
     return p
 
 
@@ -230,7 +238,14 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
     """Parse and validate the command line; exits with code 2 (argparse) on bad arguments."""
     conf_file = (conf_dir or CONF_DIR) / "job.properties"
     defaults = load_properties(conf_file) if conf_file.exists() else {}
-    parser = build_parser(defaults)
+    try:
+        parser = build_parser(defaults)
+    except (ValueError, argparse.ArgumentTypeError) as e:  # a default that does not parse
+        build_parser({}).error(f"{conf_file}: {e}")
+    known = parser.property_keys | {"retry_errors"}  # read below, with the command line's
+    if unknown := sorted(set(defaults) - known):  # a misspelt key would be ignored silently
+        parser.error(f"{conf_file}: unknown key(s) {', '.join(unknown)} (known: "
+                     f"{', '.join(sorted(known))})")
     a = parser.parse_args(argv)
     if a.demo:
         a.input = a.input or [str(SAMPLES_DIR)]
@@ -258,6 +273,10 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         parser.error("--run-id may only hold letters, digits, '.', '_' and '-'")
     inputs, output = [absolute(u) for u in a.input], absolute(a.output).rstrip("/") or "/"
     glob = a.glob or default_glob()
+    try:
+        glob_regex(glob)
+    except (ValueError, re.error) as e:
+        parser.error(f"--glob '{glob}' is not a glob ({e}): *, ?, [abc], {{a,b}} and \\ to escape")
     if outer := reads_own_output(inputs, output, glob):
         parser.error(f"--output {output} lies inside --input {outer}, and --glob '{glob}' takes "
                      f"the job's own files (Parquet, JSON): every later run would read its "

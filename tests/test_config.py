@@ -63,3 +63,17 @@ def test_an_output_inside_an_input_whose_glob_takes_the_jobs_files_is_refused(gl
 ])
 def test_an_output_the_listing_cannot_take_is_accepted(args, tmp_path):
     assert parse_args(args, conf_dir=tmp_path).output == args[3]
+
+
+@pytest.mark.parametrize(("props", "args"), [
+    ("max_side=abc\n", []),  # a value that does not parse: said, even for --help
+    ("max-side=0\n", []),  # a misspelt key was ignored silently
+    ("", ["--glob", "["]),  # a glob that is no glob ended in a traceback, exit 1
+    ("", ["--glob", "*.{jpg"]),
+])
+def test_bad_settings_in_job_properties_or_globs_exit_2(tmp_path, capsys, props, args):
+    (tmp_path / "job.properties").write_text(props)
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--input", "/a", "--output", "/o", *args], conf_dir=tmp_path)
+    assert e.value.code == 2
+    assert ("job.properties" if props else "--glob") in capsys.readouterr().err

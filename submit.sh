@@ -26,14 +26,16 @@ master=""
 deploy_mode="client"
 package=""
 submit_args=()
+die() { local code="$1"; shift; echo "submit.sh: $*" >&2; exit "$code"; }  # codes as the job's
+value() { [[ $# -ge 2 ]] || die 2 "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --) shift; break ;;
-    --env) env_name="$2"; shift 2 ;;
+    --env) value "$@"; env_name="$2"; shift 2 ;;
     --env=*) env_name="${1#--env=}"; shift ;;
-    --master) master="$2"; shift 2 ;;
+    --master) value "$@"; master="$2"; shift 2 ;;
     --master=*) master="${1#--master=}"; shift ;;
-    --deploy-mode) deploy_mode="$2"; shift 2 ;;
+    --deploy-mode) value "$@"; deploy_mode="$2"; shift 2 ;;
     --deploy-mode=*) deploy_mode="${1#--deploy-mode=}"; shift ;;
     --package) package="${package:-yes}"; shift ;;
     --repack) package="force"; shift ;;
@@ -45,7 +47,6 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 master="${master:-local[*]}"
-die() { local code="$1"; shift; echo "submit.sh: $*" >&2; exit "$code"; }  # codes as the job's
 
 # This machine's Python, for submit.sh's own work and a client-mode driver: PYSPARK_PYTHON
 # may name one that exists only on the nodes (a cluster install), so it is used here only if
@@ -180,10 +181,13 @@ fi
 
 export IMAGE_ETL_CONF_DIR="${IMAGE_ETL_CONF_DIR:-$here/conf}"
 export IMAGE_ETL_SAMPLES_DIR="${IMAGE_ETL_SAMPLES_DIR:-$here/samples}"  # for --demo
+# --load-spark-defaults: the cluster's own spark-defaults.conf (connectors, spark.yarn.jars)
+# still applies under --properties-file, which wins over it.
 exec "$spark_submit" \
   --master "$master" \
   --deploy-mode "$deploy_mode" \
   --properties-file "$props" \
+  --load-spark-defaults \
   --py-files "$zip_file" \
   --files "$here/conf/job.properties" \
   "${python_conf[@]}" \

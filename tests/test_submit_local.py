@@ -121,6 +121,8 @@ def test_submit_sh_needs_executors_python_only_on_the_nodes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "spark.pyspark.python=/opt/image-etl/bin/python" in proc.stdout.splitlines()
     assert (tmp_path / "build" / "spark_image_etl.zip").is_file()
+    # the cluster's spark-defaults.conf applies too (--properties-file alone skips it)
+    assert "--load-spark-defaults" in proc.stdout.splitlines()
 
 
 def test_submit_sh_says_when_there_is_no_spark_submit(tmp_path):
@@ -136,3 +138,10 @@ def test_submit_sh_says_when_there_is_no_spark_submit(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.startswith("submit.sh: no spark-submit") and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.parametrize("option", ["--master", "--env", "--deploy-mode"])
+def test_submit_sh_says_when_an_option_lacks_its_value(option):
+    """The last word of the command: it was 'unbound variable', exit 1 (retry)."""
+    proc = subprocess.run([str(ROOT / "submit.sh"), option], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and f"{option} needs a value" in proc.stderr

@@ -53,19 +53,24 @@ def _reader(spark: SparkSession, glob: str):
 MIN_TASKS_PER_CORE = 2
 
 
-def plan_tasks(spark: SparkSession, task_bytes: int) -> None:
+def plan_tasks(spark: SparkSession, task_bytes: int, given: dict[str, str] | None = None) -> None:
     """Size-balanced tasks straight from the listing: Spark packs files (largest first) into
     splits of about ``task_bytes``, so no shuffle is needed to spread the work.
 
     Every task has a fixed cost (Python worker set-up, its share of the rows written out:
     ~0.1 s of CPU in local mode), so tasks are large (task_bytes),
     but never fewer than MIN_TASKS_PER_CORE per core: Spark cuts splits at
-    min(task_bytes, total bytes / minPartitionNum).
+    min(task_bytes, total bytes / minPartitionNum). A setting ``given`` on the command line
+    (--conf) is left as given.
     """
-    spark.conf.set("spark.sql.files.maxPartitionBytes", str(task_bytes))
-    spark.conf.set("spark.sql.files.openCostInBytes", str(OPEN_COST_BYTES))
-    cores = spark.sparkContext.defaultParallelism
-    spark.conf.set("spark.sql.files.minPartitionNum", str(MIN_TASKS_PER_CORE * cores))
+    planned = {
+        "spark.sql.files.maxPartitionBytes": task_bytes,
+        "spark.sql.files.openCostInBytes": OPEN_COST_BYTES,
+        "spark.sql.files.minPartitionNum": MIN_TASKS_PER_CORE * spark.sparkContext.defaultParallelism,
+    }
+    for key, value in planned.items():
+        if key not in (given or {}):
+            spark.conf.set(key, str(value))
 
 
 class Listing(NamedTuple):

@@ -452,3 +452,19 @@ def test_progress_knows_the_pace_by_its_first_line(caplog):
         progress.stop()
         progress.join()
     assert caplog.records and "s left" in caplog.records[0].getMessage()
+
+
+@pytest.mark.spark
+def test_task_planning_leaves_the_spark_settings_given_on_the_command_line(spark):
+    from spark_jobs.reading import OPEN_COST_BYTES, plan_tasks
+
+    key = "spark.sql.files.maxPartitionBytes"
+    try:
+        spark.conf.set(key, "1048576")  # what --conf spark.sql.files.maxPartitionBytes=1m set
+        plan_tasks(spark, 128 * 1024**2, {key: "1048576"})
+        assert spark.conf.get(key) == "1048576"
+        assert spark.conf.get("spark.sql.files.openCostInBytes") == str(OPEN_COST_BYTES)
+        plan_tasks(spark, 128 * 1024**2)
+        assert spark.conf.get(key) == str(128 * 1024**2)
+    finally:
+        spark.conf.unset(key)

@@ -243,6 +243,7 @@ def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
 
     stages = record.data["stages_s"]
     t = time.perf_counter()
+    writing.finish_commits(storage, cfg.output)
     writing.drop_superseded(storage, cfg.output, run_id)
     metrics, changed = write_images(spark, storage, cfg, run_id)
     if not cfg.incremental:  # a full run describes every file: earlier runs are superseded

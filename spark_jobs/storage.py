@@ -15,6 +15,10 @@ from collections.abc import Callable
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
+# The prefix of a directory replace_dir moved aside: a name starting with '.' is skipped by
+# Spark's listing (one starting with '_' is not when it holds '=', as run_id=... does).
+ASIDE = ".replaced."
+
 
 class Storage:
     def __init__(self, spark: SparkSession):
@@ -151,11 +155,49 @@ class Storage:
             raise OSError(f"could not rename {tmp} to {uri}")
 
     def replace_dir(self, source: str, target: str) -> None:
-        """Move directory ``source`` to ``target``, replacing ``target`` (one rename)."""
+        """Move directory ``source`` to ``target``, replacing ``target``. An existing target
+        is first renamed aside (ASIDE + its name, which Spark and our readers skip) and
+        deleted once the new one is in place: a run killed in between leaves both, and
+        ``finish_replaces`` puts the old one back, so a failed rerun of a committed run id
+        never loses that run."""
         self.before_change()
         src, fs = self._path(source)
         dst, _ = self._path(target)
-        fs.delete(dst, True)
+        aside = self._jvm.org.apache.hadoop.fs.Path(dst.getParent(), ASIDE + dst.getName())
+        self._finish_replace(fs, dst, aside)
         fs.mkdirs(dst.getParent())
-        if not fs.rename(src, dst):
-            raise OSError(f"could not move {source} to {target}")
+        moved = bool(fs.exists(dst))
+        if moved and not fs.rename(dst, aside):
+            raise OSError(f"could not move {target} aside to replace it")
+        try:
+            if not fs.rename(src, dst):
+                raise OSError(f"could not move {source} to {target}")
+        except BaseException:
+            if moved:
+                fs.rename(aside, dst)
+            raise
+        fs.delete(aside, True)
+
+    def finish_replaces(self, folder: str) -> list[str]:
+        """Finish what replace_dir calls killed half-way left in ``folder``: an old directory
+        moved aside goes back where its replacement never arrived, and is deleted where it
+        did. Returns the names put back."""
+        path, fs = self._path(folder)
+        restored = []
+        for name in self.list_dir(folder):
+            if name.startswith(ASIDE):
+                target = self._jvm.org.apache.hadoop.fs.Path(path, name[len(ASIDE):])
+                if self._finish_replace(fs, target, self._jvm.org.apache.hadoop.fs.Path(path, name)):
+                    restored.append(name[len(ASIDE):])
+        return restored
+
+    @staticmethod
+    def _finish_replace(fs, target, aside) -> bool:
+        if not fs.exists(aside):
+            return False
+        if fs.exists(target):
+            fs.delete(aside, True)
+            return False
+        if not fs.rename(aside, target):
+            raise OSError(f"could not move {aside} back to {target}")
+        return True

@@ -1,7 +1,7 @@
 """Load: every table holds one directory per run, ``<table>/run_id=<id>/``.
 
 A run's table is written by Spark to ``<output>/_staging/<run_id>/<attempt>/<table>`` and
-then moved into place with one directory rename, so readers (who skip names starting with
+then moved into place with a directory rename, so readers (who skip names starting with
 '_') never see a half-written run, a failed run leaves earlier runs untouched, and rerunning
 a run id replaces that run's directory instead of adding to it.
 """
@@ -64,7 +64,7 @@ def stage_more(df: DataFrame, staged: str) -> None:
 
 def commit_run(storage: Storage, staged: str, output: str, table: str, run_id: str,
                settings: dict | None = None) -> None:
-    """Move a staged run into place, replacing that run if it exists (one rename);
+    """Move a staged run into place, replacing that run if it exists (Storage.replace_dir);
     ``settings`` go with its rows as SETTINGS_FILE (readers skip names starting with '_')."""
     if settings is not None:
         storage.write_text(f"{staged}/{SETTINGS_FILE}", json.dumps(settings, sort_keys=True))
@@ -125,6 +125,15 @@ def compact_images(spark: SparkSession, storage: Storage, output: str, run_id: s
         storage.delete(run_uri(output, "images", run))
     log.info("images/: %d runs compacted into run %s", len(earlier), into)
     return True
+
+
+def finish_commits(storage: Storage, output: str) -> None:
+    """Put back a committed run that a run killed while replacing it (a rerun of its id)
+    had moved aside (Storage.replace_dir); runs are one at a time per output, so the next
+    run does it before it reads anything."""
+    for table in ("images", *AGGREGATE_TABLES):
+        for name in storage.finish_replaces(table_uri(output, table)):
+            log.warning("%s/%s: put back, its rerun stopped while replacing it", table, name)
 
 
 def drop_superseded(storage: Storage, output: str, run_id: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from spark_jobs.storage import ASIDE
 from tests.conftest import ROOT, SAMPLES, run_job
 
 pytestmark = pytest.mark.spark
@@ -205,6 +206,25 @@ def test_a_full_run_killed_before_removing_older_runs_is_finished_by_the_next_ru
     assert run_job("--input", str(inp / "flowers"), "--output", str(out), "--incremental",
                    "--run-id", "r3") == 0
     assert committed(out)["images"] == ["r2"] and current_state(spark, out) == state
+
+
+def test_a_rerun_killed_while_replacing_its_committed_run_leaves_that_run(spark, tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    args = ["--input", str(inp), "--output", str(out), "--incremental"]
+    assert run_job(*args, "--run-id", "r1") == 0
+    shutil.copy(inp / "people" / "skimage-astronaut.png", inp / "people" / "copy.png")
+    assert run_job(*args, "--run-id", "r2") == 0
+    state = current_state(spark, out)
+
+    # a rerun of r2, killed between moving its committed run aside and moving the new one
+    # in (Storage.replace_dir); its staged rows are what the next run cleans up
+    (out / "images" / "run_id=r2").rename(out / "images" / f"{ASIDE}run_id=r2")
+    assert len(current_state(spark, out)) == len(state) - 1
+
+    assert run_job(*args, "--run-id", "r3") == 0  # finds nothing new: r2 is back
+    assert committed(out)["images"] == ["r1", "r2"] and current_state(spark, out) == state
+    assert not list((out / "images").glob(f"{ASIDE}*"))
 
 
 def test_an_increment_with_a_narrower_glob_leaves_the_other_names_current(spark, tmp_path):

@@ -17,16 +17,16 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTALLED_DATA = Path(__file__).resolve().parent
 
 
-def _conf_dir() -> Path:
-    """IMAGE_ETL_CONF_DIR, else the first of these holding job.properties: the checkout's
-    conf/, the working directory (where spark-submit --files puts it in cluster deploy mode),
-    the copy installed with the package. None holding it: the working directory (defaults)."""
+def conf_file(name: str) -> Path:
+    """The first ``name`` found in IMAGE_ETL_CONF_DIR, the checkout's conf/, the working
+    directory (where spark-submit --files puts job.properties in cluster deploy mode), the
+    copy installed with the package. Each file is looked up on its own, so a job.properties
+    of the user's own does not hide the shipped Spark profiles. None holding it: the first
+    of these (which the caller reports missing, or does without)."""
+    dirs = [PROJECT_ROOT / "conf", Path.cwd(), INSTALLED_DATA / "conf"]
     if os.environ.get("IMAGE_ETL_CONF_DIR"):
-        return Path(os.environ["IMAGE_ETL_CONF_DIR"])
-    for candidate in (PROJECT_ROOT / "conf", Path.cwd(), INSTALLED_DATA / "conf"):
-        if (candidate / "job.properties").is_file():
-            return candidate
-    return Path.cwd()
+        dirs.insert(0, Path(os.environ["IMAGE_ETL_CONF_DIR"]))
+    return next((d / name for d in dirs if (d / name).is_file()), dirs[0] / name)
 
 
 def _samples_dir() -> Path:
@@ -39,7 +39,6 @@ def _samples_dir() -> Path:
     return checkout if checkout.is_dir() else INSTALLED_DATA / "samples"
 
 
-CONF_DIR = _conf_dir()
 SAMPLES_DIR = _samples_dir()
 READ_MODES = ("auto", "executor", "spark")
 
@@ -236,15 +235,15 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> JobConfig:
     """Parse and validate the command line; exits with code 2 (argparse) on bad arguments."""
-    conf_file = (conf_dir or CONF_DIR) / "job.properties"
-    defaults = load_properties(conf_file) if conf_file.exists() else {}
+    props = conf_dir / "job.properties" if conf_dir else conf_file("job.properties")
+    defaults = load_properties(props) if props.exists() else {}
     try:
         parser = build_parser(defaults)
     except (ValueError, argparse.ArgumentTypeError) as e:  # a default that does not parse
-        build_parser({}).error(f"{conf_file}: {e}")
+        build_parser({}).error(f"{props}: {e}")
     known = parser.property_keys | {"retry_errors"}  # read below, with the command line's
     if unknown := sorted(set(defaults) - known):  # a misspelt key would be ignored silently
-        parser.error(f"{conf_file}: unknown key(s) {', '.join(unknown)} (known: "
+        parser.error(f"{props}: unknown key(s) {', '.join(unknown)} (known: "
                      f"{', '.join(sorted(known))})")
     a = parser.parse_args(argv)
     if a.demo:
@@ -269,6 +268,10 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
     if unknown := [k for k in retry_errors if k not in ERROR_KINDS]:
         parser.error(f"--retry-errors: unknown error kind(s) {', '.join(unknown)} "
                      f"(kinds: {', '.join(ERROR_KINDS)})")
+    profile = conf_file(f"spark-{a.env}.properties")
+    if a.env != "local" and "PYSPARK_GATEWAY_PORT" not in os.environ and not profile.is_file():
+        have = sorted(p.stem[len("spark-"):] for p in profile.parent.glob("spark-*.properties"))
+        parser.error(f"--env {a.env}: no {profile.name} (have: {', '.join(have) or 'none'})")
     if a.run_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", a.run_id):
         parser.error("--run-id may only hold letters, digits, '.', '_' and '-'")
     inputs, output = [absolute(u) for u in a.input], absolute(a.output).rstrip("/") or "/"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spark_jobs.config import CONF_DIR, parse_args
+from spark_jobs.config import parse_args
 
 
 def test_repeated_options_add_up_instead_of_replacing(tmp_path):
@@ -29,11 +29,11 @@ def test_job_properties_give_defaults_the_command_line_replaces(tmp_path):
 
 def test_the_shipped_defaults_lock_the_output_keep_every_record_and_refuse_negatives():
     base = ["--input", "/a", "--output", "/o"]
-    cfg = parse_args(base, conf_dir=CONF_DIR)
+    cfg = parse_args(base, conf_dir=None)
     assert (cfg.stale_lock_after, cfg.keep_run_records) == (300, 0)
     for bad in (["--stale-lock-after", "-1"], ["--keep-run-records", "-1"]):
         with pytest.raises(SystemExit) as e:
-            parse_args([*base, *bad], conf_dir=CONF_DIR)
+            parse_args([*base, *bad], conf_dir=None)
         assert e.value.code == 2
 
 
@@ -77,3 +77,13 @@ def test_bad_settings_in_job_properties_or_globs_exit_2(tmp_path, capsys, props,
         parse_args(["--input", "/a", "--output", "/o", *args], conf_dir=tmp_path)
     assert e.value.code == 2
     assert ("job.properties" if props else "--glob") in capsys.readouterr().err
+
+
+def test_an_env_without_its_spark_profile_exits_2(capsys, monkeypatch):
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--demo", "--env", "nosuch"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--env nosuch: no spark-nosuch.properties (have: cluster, kubernetes, local," in err
+    assert parse_args(["--demo", "--env", "standalone"]).env == "standalone"

@@ -51,7 +51,10 @@ def test_the_wheel_carries_every_file_of(folder, installed):
 
 
 def test_an_installed_job_runs_its_demo_with_its_own_settings(installed, tmp_path):
-    """From a folder that is not a checkout: conf/ and samples/ come from the package."""
+    """From a folder that is not a checkout: conf/ and samples/ come from the package, but
+    for a job.properties of the user's own in the working directory (which does not hide the
+    package's Spark profile and log configuration)."""
+    (tmp_path / "job.properties").write_text("max_side=256\n")
     env = dict(os.environ, PYTHONPATH=str(installed), PYSPARK_PYTHON=sys.executable)
     for name in ("IMAGE_ETL_CONF_DIR", "IMAGE_ETL_SAMPLES_DIR"):
         env.pop(name, None)
@@ -64,6 +67,7 @@ def test_an_installed_job_runs_its_demo_with_its_own_settings(installed, tmp_pat
     assert "9 files listed, 9 processed" in proc.stdout
     record = json.loads((tmp_path / "out" / "_runs" / "w1.json").read_text())
     assert all(p.startswith(str(installed)) for p in record["inputs"]), record["inputs"]
+    assert record["config"]["job"]["extract"]["max_side"] == 256
     # conf/spark-local.properties was read (Spark's own default is 10000)
     assert record["config"]["spark"]["spark.sql.execution.arrow.maxRecordsPerBatch"] == "256"
     # and conf/log4j2.properties: Spark says nothing below errors (no NativeCodeLoader warning,

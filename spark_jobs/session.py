@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 
-from spark_jobs.config import CONF_DIR, JobConfig, load_properties
+from spark_jobs.config import JobConfig, conf_file, load_properties
 
 log = logging.getLogger(__name__)
 MIN_JAVA = 17
@@ -62,7 +62,7 @@ def started_by_spark_submit() -> bool:
 
 def local_properties(env: str = "local") -> dict[str, str]:
     """Spark settings of conf/spark-<env>.properties (empty, with a warning, if missing)."""
-    props_file = CONF_DIR / f"spark-{env}.properties"
+    props_file = conf_file(f"spark-{env}.properties")
     props = load_properties(props_file) if props_file.exists() else {}
     if not props:
         log.warning("no %s: using Spark's defaults", props_file)
@@ -82,7 +82,7 @@ def local_java_options(props: dict[str, str] | None = None, with_archive: bool =
     from spark_jobs import class_archive
 
     opts = (local_properties() if props is None else props).get("spark.driver.extraJavaOptions", "")
-    log4j = CONF_DIR / "log4j2.properties"
+    log4j = conf_file("log4j2.properties")
     if log4j.exists() and "log4j2.configurationFile" not in opts:
         opts += " " + java_arg(f"-Dlog4j2.configurationFile=file:{log4j}")
     if with_archive:
@@ -119,7 +119,9 @@ def get_session(cfg: JobConfig, app_name: str = "spark-image-etl"):
         master = cfg.master or "local[*]"
         builder = builder.master(master)
         if master.startswith("local"):  # workers run here, where this package is installed
+            use_this_python()
             builder = builder.config("spark.python.daemon.module", "spark_jobs.python_daemon")
+        make_event_log_dir({**props, **cfg.spark_conf})
     elif cfg.master:
         builder = builder.master(cfg.master)
     for key, value in cfg.spark_conf.items():
@@ -127,6 +129,27 @@ def get_session(cfg: JobConfig, app_name: str = "spark-image-etl"):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN" if cfg.log_level == "DEBUG" else "ERROR")
     return spark, True
+
+
+def use_this_python() -> None:
+    """Local workers run this very Python: a PYSPARK_PYTHON inherited from the shell (another
+    project's, a cluster's) would lack this package, or other versions of its libraries."""
+    given = os.environ["PYSPARK_PYTHON"]
+    if os.path.abspath(shutil.which(given) or given) != sys.executable:
+        log.warning("PYSPARK_PYTHON=%s is not this Python: local workers run %s", given,
+                    sys.executable)
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+
+
+def make_event_log_dir(conf: dict[str, str]) -> None:
+    """With event logging on, Spark refuses to start when its directory is missing (the
+    standalone profile's /tmp/spark-events, on a fresh machine): a local one is made, as
+    submit.sh does."""
+    if conf.get("spark.eventLog.enabled", "false").strip().lower() != "true":
+        return
+    uri = conf.get("spark.eventLog.dir", "file:///tmp/spark-events").strip()
+    if uri.startswith(("file:", "/")):
+        os.makedirs("/" + uri.removeprefix("file:").lstrip("/"), exist_ok=True)
 
 
 def stop_session(spark) -> None:

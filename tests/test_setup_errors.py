@@ -85,3 +85,25 @@ def test_python_worker_failures_are_named_by_the_error_their_traceback_ends_with
     assert first_line(error) == ("org.apache.spark.SparkException: Job aborted due to stage failure: "
                                  "Lost task 0.0: org.apache.spark.api.python.PythonException: "
                                  "ModuleNotFoundError: No module named 'numpy'")
+
+
+def test_local_workers_run_this_python_whatever_the_shell_exports(monkeypatch, caplog):
+    from spark_jobs import session
+
+    monkeypatch.setenv("PYSPARK_PYTHON", "/usr/bin/python3")  # not this venv's: no Pillow there
+    session.use_this_python()
+    assert os.environ["PYSPARK_PYTHON"] == sys.executable
+    assert "PYSPARK_PYTHON=/usr/bin/python3 is not this Python" in caplog.text
+    caplog.clear()
+    session.use_this_python()  # this one: nothing to say
+    assert not caplog.text
+
+
+def test_a_local_event_log_directory_is_made_before_spark_needs_it(tmp_path):
+    from spark_jobs.session import make_event_log_dir
+
+    make_event_log_dir({"spark.eventLog.dir": f"file://{tmp_path}/off"})  # logging off
+    make_event_log_dir({"spark.eventLog.enabled": "true", "spark.eventLog.dir": f"file://{tmp_path}/a/b"})
+    make_event_log_dir({"spark.eventLog.enabled": "true", "spark.eventLog.dir": f"{tmp_path}/c"})
+    make_event_log_dir({"spark.eventLog.enabled": "true", "spark.eventLog.dir": "hdfs:///spark-history"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "c"] and (tmp_path / "a" / "b").is_dir()

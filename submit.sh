@@ -12,7 +12,8 @@
 # PYSPARK_PYTHON (default: this machine's Python, below), which must exist on every node with
 # the dependencies installed -- or, with --package, a venv-pack'ed environment of the
 # dependencies (build/env.tar.gz, rebuilt when pyproject.toml changes; --repack forces it) is
-# shipped with --archives and executors run ./environment/bin/python. See docs/cluster.md.
+# shipped with --archives and executors run ./environment/bin/python (IMAGE_ETL_PACKAGE=1
+# does the same as --package, IMAGE_ETL_ENV=NAME as --env NAME). See docs/cluster.md.
 # submit.sh itself and a client-mode driver run this machine's Python: PYSPARK_DRIVER_PYTHON,
 # else PYSPARK_PYTHON if it runs here, else this checkout's .venv python, else python3.
 # spark-submit is $SPARK_HOME's, else that Python's pyspark's.
@@ -24,10 +25,16 @@ here="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"  # also wh
 env_name="${IMAGE_ETL_ENV:-local}"
 master=""
 deploy_mode="client"
-package=""
+package="${IMAGE_ETL_PACKAGE:+yes}"  # for callers that cannot add options (Airflow's operator)
 submit_args=()
 die() { local code="$1"; shift; echo "submit.sh: $*" >&2; exit "$code"; }  # codes as the job's
 value() { [[ $# -ge 2 ]] || die 2 "$1 needs a value"; }
+# The job's options that spark-submit does not share: given before "--", spark-submit would
+# stop with its whole usage text (exit 1, which a scheduler retries).
+job_options=" --demo --input --output --incremental --compact --glob --run-id --max-side
+  --max-pixels --max-file-bytes --keep-gps --read-mode --spark-read-max-bytes --retry-errors
+  --max-error-rate --time-budget --keep-run-records --stale-lock-after --task-bytes
+  --partitions --log-level "
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --) shift; break ;;
@@ -43,7 +50,9 @@ while [[ $# -gt 0 ]]; do
     # spark-submit's own form, as schedulers call it (Airflow's SparkSubmitOperator with
     # spark_binary=submit.sh): [options] .../image_features.py [job options]
     */image_features.py|image_features.py) shift; break ;;
-    *) submit_args+=("$1"); shift ;;
+    *) [[ "$job_options" != *[[:space:]]"${1%%=*}"[[:space:]]* ]] \
+         || die 2 "$1 is the job's option: put it after '--' (./submit.sh [spark-submit options] -- $1 ...)"
+       submit_args+=("$1"); shift ;;
   esac
 done
 master="${master:-local[*]}"

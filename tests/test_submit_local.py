@@ -145,3 +145,20 @@ def test_submit_sh_says_when_an_option_lacks_its_value(option):
     """The last word of the command: it was 'unbound variable', exit 1 (retry)."""
     proc = subprocess.run([str(ROOT / "submit.sh"), option], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and f"{option} needs a value" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["--demo"], ["--master", "local[2]", "--output=/tmp/x"]])
+def test_submit_sh_says_when_job_options_come_before_the_separator(args):
+    """spark-submit printed its whole usage and exited 1, which a scheduler retries."""
+    proc = subprocess.run([str(ROOT / "submit.sh"), *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"submit.sh: {args[-1]} is the job's option: put it after '--'")
+
+
+def test_submit_sh_knows_every_job_option_spark_submit_does_not_share():
+    from spark_jobs.config import build_parser
+
+    script = (ROOT / "submit.sh").read_text()
+    listed = set(script.split('job_options="', 1)[1].split('"', 1)[0].split())
+    job = {o for a in build_parser({})._actions for o in a.option_strings if o.startswith("--")}
+    assert listed == job - {"--conf", "--env", "--help", "--master"}

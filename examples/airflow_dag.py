@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from airflow import DAG
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-PROJECT = "/opt/spark-image-etl"  # a checkout with a built venv (./submit.sh --package)
+PROJECT = "/opt/spark-image-etl"  # a checkout with its .venv (pip install -e '.[pack]')
 # The operator runs "spark-submit" (the provider allows no other binary name); this folder's
-# spark-submit is a link to submit.sh, which ships the code and environment and loads
-# conf/spark-yarn.properties before calling the real spark-submit.
+# spark-submit is a link to submit.sh, which ships the code and a packed environment of the
+# dependencies (IMAGE_ETL_PACKAGE: the operator cannot pass submit.sh's --package), and loads
+# conf/spark-yarn.properties (IMAGE_ETL_ENV) before calling the real spark-submit.
 SUBMIT_SH_PATH = f"{PROJECT}/examples/airflow_bin:{os.environ.get('PATH', '/usr/bin:/bin')}"
 
 with DAG(
@@ -47,5 +48,5 @@ with DAG(
             "--max-error-rate", "0.05",
             "--keep-run-records", "2160",  # 90 days of hourly runs in runs/ and _runs/
         ],
-        env_vars={"PATH": SUBMIT_SH_PATH, "IMAGE_ETL_ENV": "yarn"},
+        env_vars={"PATH": SUBMIT_SH_PATH, "IMAGE_ETL_ENV": "yarn", "IMAGE_ETL_PACKAGE": "1"},
     )

@@ -64,6 +64,24 @@ def test_airflow_spark_submit_is_submit_sh():
     assert "spark-submit wrapper for the image-feature job" in out
 
 
+def test_airflow_dag_has_submit_sh_ship_the_environment_and_load_the_yarn_profile(tmp_path):
+    """The operator passes no submit.sh options: what the DAG's environment asks for must be
+    what submit.sh reads. Run with a local master, submit.sh refuses to package (exit 2)."""
+    import ast
+    import os
+    import subprocess
+
+    tree = ast.parse((ROOT / "examples" / "airflow_dag.py").read_text())
+    env_vars = next(k.value for k in ast.walk(tree) if isinstance(k, ast.keyword) and k.arg == "env_vars")
+    given = {k.value: v.value for k, v in zip(env_vars.keys, env_vars.values, strict=True)
+             if isinstance(v, ast.Constant)}
+    assert given["IMAGE_ETL_ENV"] == "yarn"
+    env = dict(os.environ, **given, IMAGE_ETL_BUILD_DIR=str(tmp_path))
+    proc = subprocess.run([str(ROOT / "submit.sh"), "--master", "local[2]", "--", "--help"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--package ships an environment" in proc.stderr, proc.stderr
+
+
 def test_examples_pass_only_options_the_job_knows():
     """A renamed or misspelt option in an example would fail its first scheduled run (exit 2)."""
     import re

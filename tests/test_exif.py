@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import struct
+import warnings
 
-from udfs.exif import iso_datetime
+import pytest
+from PIL import Image
+
+from udfs.exif import exif_facts, iso_datetime
 
 
 @pytest.mark.parametrize("value, want", [
@@ -22,3 +26,29 @@ from udfs.exif import iso_datetime
 ])  # fmt: skip
 def test_capture_time_is_iso_8601_only_when_it_is_a_real_date(value, want):
     assert iso_datetime(value) == want
+
+
+def _exif_with_a_broken_tag() -> Image.Exif:
+    """IFD0: Make, DateTime and a pointer to the EXIF IFD, which holds DateTimeOriginal, then
+    a MakerNote whose data lies past the end (Pillow warns as it skips that tag)."""
+    make, dt, dto = b"Canon\x00", b"2020:01:02 03:04:05\x00", b"2021:05:06 07:08:09\x00"
+    exif_ifd = 8 + 2 + 3 * 12 + 4
+    data_at = exif_ifd + 2 + 2 * 12 + 4
+
+    def entry(tag: int, typ: int, count: int, value: int) -> bytes:
+        return struct.pack("<HHLL", tag, typ, count, value)
+
+    raw = (b"II*\x00" + struct.pack("<LH", 8, 3) + entry(0x010F, 2, len(make), data_at)
+           + entry(0x0132, 2, len(dt), data_at + len(make)) + entry(0x8769, 4, 1, exif_ifd)
+           + struct.pack("<LH", 0, 2) + entry(0x9003, 2, len(dto), data_at + len(make) + len(dt))
+           + entry(0x927C, 7, 64, 4000) + struct.pack("<L", 0) + make + dt + dto)
+    exif = Image.Exif()
+    exif.load(raw)
+    return exif
+
+
+def test_a_broken_tag_loses_only_itself_and_warns_nothing():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # python -W error: a warning raised lost the IFD's facts
+        facts = exif_facts(_exif_with_a_broken_tag())
+    assert (facts["camera_make"], facts["exif_datetime"]) == ("Canon", "2021-05-06T07:08:09")

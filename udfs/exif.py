@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from datetime import datetime
 
 from PIL import Image
@@ -59,16 +60,21 @@ def exif_facts(exif: Image.Exif, keep_gps: bool = False) -> dict:
     }
     if not exif:
         return facts
-    try:
-        facts["camera_make"] = _text(exif.get(_MAKE))
-        facts["camera_model"] = _text(exif.get(_MODEL))
-        original = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL)
-        facts["exif_datetime"] = iso_datetime(original) or iso_datetime(exif.get(_DATETIME))
-        if keep_gps:
-            gps = exif.get_ifd(_GPS_IFD)
-            if gps:
-                facts["gps_latitude"] = _degrees(gps.get(2), gps.get(1))
-                facts["gps_longitude"] = _degrees(gps.get(4), gps.get(3))
-    except Exception:  # noqa: BLE001 - malformed EXIF loses these facts, never the row
-        pass
+    # Pillow warns as it skips a broken tag in an IFD it reads here (outside the decode's own
+    # suppression): noise in the executors' logs, and under -W error the loss of every fact
+    # of that IFD.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            facts["camera_make"] = _text(exif.get(_MAKE))
+            facts["camera_model"] = _text(exif.get(_MODEL))
+            original = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL)
+            facts["exif_datetime"] = iso_datetime(original) or iso_datetime(exif.get(_DATETIME))
+            if keep_gps:
+                gps = exif.get_ifd(_GPS_IFD)
+                if gps:
+                    facts["gps_latitude"] = _degrees(gps.get(2), gps.get(1))
+                    facts["gps_longitude"] = _degrees(gps.get(4), gps.get(3))
+        except Exception:  # noqa: BLE001 - malformed EXIF loses these facts, never the row
+            pass
     return facts

@@ -416,6 +416,12 @@ def main() -> int:
         sets = [(d, next((h for x, h in sets if x == d), None)) for d in a.datasets]
     variants, systems = a.variants or variants, a.systems or systems
     rounds = a.rounds or rounds
+    peers = [s for s in systems if not s.startswith("ours")]
+    to_make = [d for d, how in sets if how and how[0] == MAKE_DATASET and not Path(d).is_dir()]
+    if (peers or to_make) and not SHARED.is_dir():
+        p.error(f"{SHARED} is missing: the peers ({', '.join(peers) or 'none asked'}) and "
+                f"make_dataset.py (for {', '.join(to_make) or 'no dataset'}) live there, beside "
+                f"this checkout. Without it: --systems ours --datasets DIR [DIR]")
     for d, how in sets:
         make_dataset(d, how)
     datasets = []

@@ -192,13 +192,34 @@ export IMAGE_ETL_CONF_DIR="${IMAGE_ETL_CONF_DIR:-$here/conf}"
 export IMAGE_ETL_SAMPLES_DIR="${IMAGE_ETL_SAMPLES_DIR:-$here/samples}"  # for --demo
 # --load-spark-defaults: the cluster's own spark-defaults.conf (connectors, spark.yarn.jars)
 # still applies under --properties-file, which wins over it.
-exec "$spark_submit" \
-  --master "$master" \
-  --deploy-mode "$deploy_mode" \
-  --properties-file "$props" \
-  --load-spark-defaults \
-  --py-files "$zip_file" \
-  --files "$here/conf/job.properties" \
-  "${python_conf[@]}" \
-  "${submit_args[@]}" \
-  "$here/spark_jobs/image_features.py" "$@"
+submit=("$spark_submit"
+  --master "$master"
+  --deploy-mode "$deploy_mode"
+  --properties-file "$props"
+  --load-spark-defaults
+  --py-files "$zip_file"
+  --files "$here/conf/job.properties"
+  "${python_conf[@]}"
+  "${submit_args[@]}"
+  "$here/spark_jobs/image_features.py" "$@")
+[[ "$deploy_mode" == client ]] || exec "${submit[@]}"
+
+# Client mode: the job's driver is a child of spark-submit's JVM. A scheduler stops a run with
+# SIGTERM; sent to the JVM, its shutdown hook stops the SparkContext under the driver, which
+# then cannot close its run record or release the output's lock. So SIGTERM goes to the
+# driver, which stops in order (jobs cancelled, record closed, lock released; exit 143) and
+# the JVM ends with it. (Ctrl-C reaches every process of the terminal's group itself.)
+"${submit[@]}" &
+jvm=$!
+forward_term() {
+  local driver
+  driver="$(pgrep -P "$jvm" -f 'spark_jobs/image_features[.]py' 2>/dev/null | head -1 || true)"
+  kill -TERM "${driver:-$jvm}" 2>/dev/null || true
+}
+trap forward_term TERM
+while :; do
+  status=0
+  wait "$jvm" || status=$?
+  kill -0 "$jvm" 2>/dev/null || break  # a wait cut short by the trap: the JVM runs on
+done
+exit "$status"

@@ -41,6 +41,38 @@ def test_submit_sh_passes_the_job_exit_code(tmp_path):
     assert proc.returncode == 3, proc.stderr[-3000:]
 
 
+def test_sigterm_to_submit_sh_stops_the_run_in_order(tmp_path):
+    """Sent to spark-submit's JVM, SIGTERM stopped the SparkContext under the driver: the run's
+    record said "running" for good and its lock stayed. submit.sh passes it to the driver."""
+    import signal
+    import time
+
+    from tests.test_incremental import _staging
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(12):
+        shutil.copytree(SAMPLES, inp / f"copy{i}")
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable)
+    proc = subprocess.Popen(
+        [str(ROOT / "submit.sh"), "--", "--input", str(inp), "--output", str(out), "--max-side", "0",
+         "--run-id", "t1"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while not _staging(out, "t1") and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the job finished before it could be stopped"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    record = json.loads((out / "_runs" / "t1.json").read_text())
+    assert (record["status"], record["exit_code"], record["error"]) == ("failed", 143, "stopped by SIGTERM")
+    assert not (out / "_lock.json").exists() and not (out / "images").exists()
+
+
 def test_submit_sh_takes_spark_submits_own_form(tmp_path):
     """As Airflow's SparkSubmitOperator calls it: [options] application.py [job options]."""
     out = tmp_path / "out"

@@ -46,7 +46,7 @@ while [[ $# -gt 0 ]]; do
     --deploy-mode=*) deploy_mode="${1#--deploy-mode=}"; shift ;;
     --package) package="${package:-yes}"; shift ;;
     --repack) package="force"; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/{s/^# \{0,1\}//;p;}}' "$0"; exit 0 ;;
     # spark-submit's own form, as schedulers call it (Airflow's SparkSubmitOperator with
     # spark_binary=submit.sh): [options] .../image_features.py [job options]
     */image_features.py|image_features.py) shift; break ;;

@@ -194,3 +194,11 @@ def test_submit_sh_knows_every_job_option_spark_submit_does_not_share():
     listed = set(script.split('job_options="', 1)[1].split('"', 1)[0].split())
     job = {o for a in build_parser({})._actions for o in a.option_strings if o.startswith("--")}
     assert listed == job - {"--conf", "--env", "--help", "--master"}
+
+
+def test_submit_sh_help_is_its_whole_header():
+    lines = (ROOT / "submit.sh").read_text().splitlines()[1:]
+    header = [ln[2:] if ln.startswith("# ") else ln[1:] for ln in lines[:next(
+        i for i, ln in enumerate(lines) if not ln.startswith("#"))]]
+    proc = subprocess.run([str(ROOT / "submit.sh"), "--help"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.splitlines() == header

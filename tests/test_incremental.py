@@ -59,16 +59,19 @@ def test_incremental_runs_do_only_new_work(spark, tmp_path, read_mode):
         "errors": None}
     assert committed(out) == {"images": ["r1"], "summary": ["r1"], "duplicates": ["r1"]}
 
-    # a new file, a changed file (new size and time) and a deleted file
+    # a new file, a changed file (new size and time), one with a new time only, a deleted file
     shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", inp / "people" / "copy.png")
     changed = inp / "landscape" / "sklearn-china.jpg"
     changed.write_bytes((SAMPLES / "flowers" / "sklearn-flower.jpg").read_bytes())
     os.utime(changed, (time.time() + 5, time.time() + 5))
+    touched = inp / "flowers" / "mate-freshflower.jpg"  # scrambled, same size: a new time alone
+    os.utime(touched, (time.time() + 5, time.time() + 5))
     (inp / "people" / "matplotlib-grace_hopper.jpg").unlink()
     assert run_job(*args, "--run-id", "r3") == 0
     rec = records(out)["r3"]["counts"]
-    assert (rec["listed"], rec["processed"], rec["skipped"], rec["deleted"]) == (9, 2, 7, 1)
+    assert (rec["listed"], rec["processed"], rec["skipped"], rec["deleted"]) == (9, 3, 6, 1)
     state = {Path(t[0].removeprefix("file:")).name: t for t in current_state(spark, out)}
+    assert state[touched.name][4] == hashlib.sha256(touched.read_bytes()).hexdigest()
     assert "matplotlib-grace_hopper.jpg" not in state and "copy.png" in state
     flower = {t[0]: t for t in first}[next(t[0] for t in first if t[0].endswith("sklearn-flower.jpg"))]
     assert state["sklearn-china.jpg"][4] == flower[4]  # content_sha256 of the new bytes
@@ -78,7 +81,7 @@ def test_incremental_runs_do_only_new_work(spark, tmp_path, read_mode):
     # rerunning a run id replaces it: no duplicates
     assert run_job(*args, "--run-id", "r3") == 0
     images = spark.read.parquet(str(out / "images"))
-    assert images.where("run_id = 'r3'").count() == 3
+    assert images.where("run_id = 'r3'").count() == 4
 
 
 def test_spark_reads_new_files_by_name_only_when_some_are_known(spark, tmp_path, monkeypatch):
@@ -298,6 +301,33 @@ def test_compact_rewrites_the_earlier_state_as_one_run(spark, tmp_path, inp_name
     assert run_job(*args, "--compact", "--run-id", "r3") == 0
     assert records(out)["r3"]["counts"]["processed"] == 0
     assert committed(out)["images"] == ["r2.compacted"] and current_state(spark, out) == state
+
+
+def test_a_compaction_killed_between_deletions_leaves_the_state(spark, tmp_path, monkeypatch):
+    """Older runs go oldest first: the newest's tombstones hide the older rows until the end."""
+    from spark_jobs.storage import Storage
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    args = ["--input", str(inp), "--output", str(out), "--incremental"]
+    assert run_job(*args, "--run-id", "r1") == 0
+    (inp / "people" / "matplotlib-grace_hopper.jpg").unlink()
+    assert run_job(*args, "--run-id", "r2") == 0  # its tombstone
+    state = current_state(spark, out)
+
+    deleted, real = [], Storage.delete
+
+    def delete_then_die(self, uri):
+        if "/images/run_id=" in uri:
+            if deleted:
+                raise RuntimeError("killed")
+            deleted.append(uri)
+        real(self, uri)
+
+    monkeypatch.setattr(Storage, "delete", delete_then_die)
+    assert run_job(*args, "--compact", "--run-id", "r3") == 1
+    monkeypatch.undo()
+    assert deleted[0].endswith("run_id=r1") and current_state(spark, out) == state
 
 
 def test_a_retried_compacting_run_keeps_what_lies_outside_its_inputs(spark, tmp_path):

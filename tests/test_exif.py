@@ -1,7 +1,9 @@
-"""EXIF facts from their tags: capture time as ISO 8601, only when it is a real date."""
+"""EXIF facts from their tags: capture time as ISO 8601, only when it is a real date; camera;
+GPS position, only when asked."""
 
 from __future__ import annotations
 
+import io
 import struct
 import warnings
 
@@ -52,3 +54,20 @@ def test_a_broken_tag_loses_only_itself_and_warns_nothing():
         warnings.simplefilter("error")  # python -W error: a warning raised lost the IFD's facts
         facts = exif_facts(_exif_with_a_broken_tag())
     assert (facts["camera_make"], facts["exif_datetime"]) == ("Canon", "2021-05-06T07:08:09")
+
+
+def test_camera_and_a_south_west_position_only_when_gps_is_kept():
+    """References S and W make the coordinates negative; without keep_gps, no position."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "Canon EOS 5D"
+    exif.get_ifd(0x8825).update({1: "S", 2: (33.0, 51.0, 36.0), 3: "W", 4: (151.0, 12.0, 36.0)})
+    jpeg = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(jpeg, "JPEG", exif=exif)
+    read = Image.open(jpeg).getexif()
+    facts = exif_facts(read, keep_gps=True)
+    assert (facts["camera_make"], facts["camera_model"]) == ("Canon", "Canon EOS 5D")
+    assert facts["gps_latitude"] == pytest.approx(-33.86)
+    assert facts["gps_longitude"] == pytest.approx(-151.21)
+    facts = exif_facts(read, keep_gps=False)
+    assert facts["camera_model"] == "Canon EOS 5D"
+    assert (facts["gps_latitude"], facts["gps_longitude"]) == (None, None)

@@ -27,6 +27,14 @@ def test_job_properties_give_defaults_the_command_line_replaces(tmp_path):
     assert cfg.stale_lock_after == 0
 
 
+def test_pixel_limit_and_time_budget_reach_the_extract_options(tmp_path):
+    (tmp_path / "job.properties").write_text("max_pixels=2000\ntime_budget=3\n")
+    base = ["--input", "/a", "--output", "/o"]
+    cfg = parse_args(base, conf_dir=tmp_path)
+    assert (cfg.extract.max_pixels, cfg.extract.time_budget_s) == (2000, 3.0)
+    cfg = parse_args([*base, "--max-pixels", "1000", "--time-budget", "0.5"], conf_dir=tmp_path)
+    assert (cfg.extract.max_pixels, cfg.extract.time_budget_s) == (1000, 0.5)
+
 def test_the_shipped_defaults_lock_the_output_keep_every_record_and_refuse_negatives():
     base = ["--input", "/a", "--output", "/o"]
     cfg = parse_args(base, conf_dir=None)

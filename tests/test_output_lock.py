@@ -118,6 +118,25 @@ def test_the_lease_is_measured_on_the_file_systems_clock(spark, tmp_path, monkey
 
 
 @pytest.mark.spark
+def test_a_live_run_renews_its_lock_while_it_works(spark, tmp_path):
+    """The lease is renewed by a thread of its own, not only before a change: a run busy in a
+    long Spark stage keeps its lock (a driver on another host is judged by the lease alone)."""
+    from spark_jobs.storage import Storage
+
+    out = tmp_path / "out"
+    lock = OutputLock(Storage(spark), str(out), "busy", stale_after=2)  # renewed every 0.4 s
+    lock.acquire()
+    try:
+        first = (out / LOCK_FILE).stat().st_mtime_ns
+        time.sleep(3)  # longer than the lease, and not one change asked for
+        assert (out / LOCK_FILE).stat().st_mtime_ns > first
+        with pytest.raises(OutputBusy, match="run busy .* holds"):
+            OutputLock(Storage(spark), str(out), "other", stale_after=2).acquire()
+    finally:
+        lock.release()
+
+
+@pytest.mark.spark
 def test_a_run_that_lost_its_lock_changes_nothing_more(spark, tmp_path):
     from spark_jobs.storage import Storage
 

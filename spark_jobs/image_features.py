@@ -109,6 +109,9 @@ class StopOnSignal:
 
     def _cancel_jobs(self) -> None:
         try:
+            # Spark logs each cancelled job as an error with its stack trace: expected here,
+            # and the job's own log line says what happened
+            self._spark.sparkContext.setLogLevel("OFF")
             while not self._closed.is_set():
                 self._spark.sparkContext.cancelAllJobs()
                 self._closed.wait(0.2)

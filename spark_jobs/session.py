@@ -135,7 +135,7 @@ def use_this_python() -> None:
     """Local workers run this very Python: a PYSPARK_PYTHON inherited from the shell (another
     project's, a cluster's) would lack this package, or other versions of its libraries."""
     given = os.environ["PYSPARK_PYTHON"]
-    if os.path.abspath(shutil.which(given) or given) != sys.executable:
+    if os.path.abspath(shutil.which(given) or given) != os.path.abspath(sys.executable):
         log.warning("PYSPARK_PYTHON=%s is not this Python: local workers run %s", given,
                     sys.executable)
         os.environ["PYSPARK_PYTHON"] = sys.executable

@@ -96,6 +96,11 @@ def test_local_workers_run_this_python_whatever_the_shell_exports(monkeypatch, c
     assert "PYSPARK_PYTHON=/usr/bin/python3 is not this Python" in caplog.text
     caplog.clear()
     session.use_this_python()  # this one: nothing to say
+    monkeypatch.setattr(sys, "executable", os.path.join(os.path.dirname(sys.executable), "..",
+                                                        os.path.basename(os.path.dirname(sys.executable)),
+                                                        os.path.basename(sys.executable)))
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)  # called as ../.venv/bin/python
+    session.use_this_python()
     assert not caplog.text
 
 

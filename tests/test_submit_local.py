@@ -56,7 +56,8 @@ def test_sigterm_to_submit_sh_stops_the_run_in_order(tmp_path):
     proc = subprocess.Popen(
         [str(ROOT / "submit.sh"), "--", "--input", str(inp), "--output", str(out), "--max-side", "0",
          "--run-id", "t1"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=tmp_path, env=env, stdout=(tmp_path / "log").open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 120
@@ -71,6 +72,8 @@ def test_sigterm_to_submit_sh_stops_the_run_in_order(tmp_path):
     record = json.loads((out / "_runs" / "t1.json").read_text())
     assert (record["status"], record["exit_code"], record["error"]) == ("failed", 143, "stopped by SIGTERM")
     assert not (out / "_lock.json").exists() and not (out / "images").exists()
+    log = (tmp_path / "log").read_text()  # the job's own line, not Spark's traces of cancelled jobs
+    assert "run t1 stopped by SIGTERM" in log and "\tat " not in log, log[-3000:]
 
 
 def test_submit_sh_takes_spark_submits_own_form(tmp_path):

@@ -1,7 +1,9 @@
 """A throwaway Spark standalone cluster on 127.0.0.1: one master, N workers, free ports.
 
-    python scripts/standalone_cluster.py start [--workers 2] [--cores 1] [--memory 1g] [--dir D]
-    python scripts/standalone_cluster.py stop --dir D
+    .venv/bin/python scripts/standalone_cluster.py start [--workers 2] [--cores 1] [--memory 1g] [--dir D]
+    .venv/bin/python scripts/standalone_cluster.py stop --dir D
+
+(any Python with pyspark installed, or with SPARK_HOME set).
 
 ``start`` prints the master URL (spark://127.0.0.1:PORT) and the web UI URL, writes
 ``D/cluster.json`` (URLs and process ids) and leaves the daemons running; ``stop`` kills
@@ -22,6 +24,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -125,11 +128,11 @@ def start(workers: int = 2, cores: int = 1, memory: str = "1g", directory: str |
     On any failure (a daemon dies, registration times out) everything started is stopped
     and RuntimeError names the log to read.
     """
+    home = spark_home()  # first: without Spark, nothing is left behind
     base = Path(directory or tempfile.mkdtemp(prefix="spark-standalone-"))
     base.mkdir(parents=True, exist_ok=True)
     conf_dir = base / "conf"  # empty: no spark-defaults.conf from elsewhere leaks in
     conf_dir.mkdir(exist_ok=True)
-    home = spark_home()
     spark_class = str(home / "bin" / "spark-class")
     env = {
         **os.environ,
@@ -209,11 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "start":
         try:
             c = start(a.workers, a.cores, a.memory, a.dir, a.timeout)
+        except ImportError:
+            print(f"standalone_cluster: no pyspark in {sys.executable}: run it with the project's "
+                  f"Python (.venv/bin/python), or set SPARK_HOME", file=sys.stderr)
+            return 1
         except RuntimeError as e:
             print(f"standalone_cluster: {e}", file=sys.stderr)
             return 1
         print(f"master:  {c.master_url}\nweb UI:  {c.webui_url}\ndir:     {c.directory}\n"
-              f"stop:    {sys.argv[0]} stop --dir {c.directory}")
+              f"stop:    {shlex.quote(sys.executable)} {shlex.quote(sys.argv[0])} stop "
+              f"--dir {shlex.quote(str(c.directory))}")
         return 0
     load(a.dir).stop()
     return 0

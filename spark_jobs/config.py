@@ -141,9 +141,13 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
     keys it reads)."""
     asked = set()
 
-    def d(key: str, default: str | None = None) -> str | None:
+    def d(key: str, default: str | None = None, convert=str):
         asked.add(key)
-        return defaults.get(key, default)
+        value = defaults.get(key, default)
+        try:
+            return None if value is None else convert(value)
+        except (ValueError, argparse.ArgumentTypeError) as e:
+            raise ValueError(f"{key}={value}: {e}") from None
 
     p = argparse.ArgumentParser(
         prog="python -m spark_jobs.image_features",
@@ -169,15 +173,14 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                     "names to take, e.g. '*.jpg' or '*' for every file; empty: common image "
                     "extensions in any letter case")
     im = p.add_argument_group("image analysis")
-    im.add_argument("--max-side", type=int, default=int(d("max_side", "512")), metavar="N",
+    im.add_argument("--max-side", type=int, default=d("max_side", "512", int), metavar="N",
                     help="long side of the analysis image in pixels; 0 = full resolution (default: %(default)s)")
-    im.add_argument("--max-pixels", type=int, default=int(d("max_pixels", "178956970")),
+    im.add_argument("--max-pixels", type=int, default=d("max_pixels", "178956970", int),
                     metavar="N", help="declared pixel count above which a file is a "
                     "decompression_bomb (checked from the header, before decoding) (default: %(default)s)")
-    im.add_argument("--max-file-bytes", type=parse_size, default=parse_size(
-                    d("max_file_bytes", "512m")), metavar="SIZE", help="files larger than "
-                    "this are too_large: listed and given a row, never read (default: %(default)s)")
-    im.add_argument("--time-budget", type=float, default=float(d("time_budget", "120")),
+    im.add_argument("--max-file-bytes", type=parse_size, default=d("max_file_bytes", "512m", parse_size),
+                    metavar="SIZE", help="files larger than this are too_large: listed and given a row, never read (default: %(default)s)")
+    im.add_argument("--time-budget", type=float, default=d("time_budget", "120", float),
                     metavar="SECONDS", help="time one image may take; 0 = unlimited (default: %(default)s)")
     im.add_argument("--keep-gps", action="store_true", help="write EXIF GPS coordinates "
                     "(personal data: off by default)")
@@ -197,15 +200,15 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                      "run started from (latest row per path, tombstones dropped) and delete "
                      "them: keeps scheduled incremental runs from piling up (their history is "
                      "dropped); a full run is one run already")
-    run.add_argument("--max-error-rate", type=float, default=float(d("max_error_rate", "1.0")),
+    run.add_argument("--max-error-rate", type=float, default=d("max_error_rate", "1.0", float),
                      metavar="F", help="exit with code 4 when more than this fraction of "
                      "files has an error row (default: %(default)s)")
-    run.add_argument("--stale-lock-after", type=float, default=float(d("stale_lock_after", "300")),
+    run.add_argument("--stale-lock-after", type=float, default=d("stale_lock_after", "300", float),
                      metavar="SECONDS", help="a run holds <output>/_lock.json while it runs, "
                      "renewing it; another run finding it exits with code 5, unless it was "
                      "not renewed for this long (its run was killed) or its process on this "
                      "machine is gone; 0 = no lock (default: %(default)s)")
-    run.add_argument("--keep-run-records", type=int, default=int(d("keep_run_records", "0")),
+    run.add_argument("--keep-run-records", type=int, default=d("keep_run_records", "0", int),
                      metavar="N", help="when a run ends, delete the records (runs/ rows, "
                      "_runs/ files) of all but the N latest runs; 0 = keep every run's "
                      "(default: %(default)s)")
@@ -219,12 +222,12 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                     help="who reads image bytes: executor (Python reads the file directly), "
                     "spark (binaryFile content through the JVM), auto (executor for local "
                     "files, spark otherwise) (default: %(default)s)")
-    sp.add_argument("--spark-read-max-bytes", type=parse_size, default=parse_size(
-                    d("spark_read_max_bytes", "16m")), metavar="SIZE", help="when Spark reads "
-                    "the bytes, larger files are read by the Python worker instead, where "
+    sp.add_argument("--spark-read-max-bytes", type=parse_size,
+                    default=d("spark_read_max_bytes", "16m", parse_size), metavar="SIZE",
+                    help="when Spark reads the bytes, larger files are read by the Python worker instead, where "
                     "pyarrow reaches the input: Spark holds several copies of each file in the "
                     "JVM heap (default: %(default)s)")
-    sp.add_argument("--task-bytes", type=parse_size, default=parse_size(d("task_bytes", "128m")),
+    sp.add_argument("--task-bytes", type=parse_size, default=d("task_bytes", "128m", parse_size),
                     metavar="SIZE", help="input bytes per task when planning tasks (default: %(default)s)")
     sp.add_argument("--partitions", type=int, default=0, metavar="N", help="repartition the "
                     "file list into N tasks (0: plan tasks by --task-bytes, no shuffle)")

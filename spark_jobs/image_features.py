@@ -314,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if cfg.log_level != "DEBUG":  # py4j logs every connection it closes at INFO
         logging.getLogger("py4j").setLevel(logging.WARNING)
+    if not cfg.incremental and (cfg.compact or cfg.retry_errors):
+        log.warning("--compact and --retry-errors are for --incremental runs: a full run reads "
+                    "every file and leaves one run of images/")
     from spark_jobs.output_lock import OutputBusy, OutputLock
     from spark_jobs.run_record import RunRecord
     from spark_jobs.session import SetupError, get_session, stop_session

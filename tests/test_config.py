@@ -73,18 +73,19 @@ def test_an_output_the_listing_cannot_take_is_accepted(args, tmp_path):
     assert parse_args(args, conf_dir=tmp_path).output == args[3]
 
 
-@pytest.mark.parametrize(("props", "args"), [
-    ("max_side=abc\n", []),  # a value that does not parse: said, even for --help
-    ("max-side=0\n", []),  # a misspelt key was ignored silently
-    ("", ["--glob", "["]),  # a glob that is no glob ended in a traceback, exit 1
-    ("", ["--glob", "*.{jpg"]),
+@pytest.mark.parametrize(("props", "args", "said"), [
+    ("max_side=abc\n", [], "job.properties: max_side=abc: "),  # said, even for --help
+    ("task_bytes=12q\n", [], "job.properties: task_bytes=12q: "),
+    ("max-side=0\n", [], "job.properties: unknown key(s) max-side"),  # was ignored silently
+    ("", ["--glob", "["], "--glob '['"),  # a glob that is no glob ended in a traceback, exit 1
+    ("", ["--glob", "*.{jpg"], "--glob '*.{jpg'"),
 ])
-def test_bad_settings_in_job_properties_or_globs_exit_2(tmp_path, capsys, props, args):
+def test_bad_settings_in_job_properties_or_globs_exit_2(tmp_path, capsys, props, args, said):
     (tmp_path / "job.properties").write_text(props)
     with pytest.raises(SystemExit) as e:
         parse_args(["--input", "/a", "--output", "/o", *args], conf_dir=tmp_path)
     assert e.value.code == 2
-    assert ("job.properties" if props else "--glob") in capsys.readouterr().err
+    assert said in capsys.readouterr().err
 
 
 def test_an_env_without_its_spark_profile_exits_2(capsys, monkeypatch):

@@ -404,14 +404,16 @@ def test_retry_errors_reads_files_of_those_error_kinds_again(spark, tmp_path):
     assert committed(out)["images"] == ["r1", "r3"]
 
 
-def test_a_full_run_with_compact_holds_exactly_its_files(spark, tmp_path):
+def test_a_full_run_with_compact_holds_exactly_its_files(spark, tmp_path, caplog):
     """--compact on a run without --incremental must not bring back rows of earlier runs:
-    a full run describes exactly what it listed."""
+    a full run describes exactly what it listed (and the run says the option does nothing)."""
     inp, out = tmp_path / "in", tmp_path / "out"
     shutil.copytree(SAMPLES, inp)
     assert run_job("--input", str(inp), "--output", str(out), "--run-id", "r1") == 0
+    assert "are for --incremental runs" not in caplog.text
     (inp / "people" / "matplotlib-grace_hopper.jpg").unlink()
     assert run_job("--input", str(inp), "--output", str(out), "--compact", "--run-id", "r2") == 0
+    assert "--compact and --retry-errors are for --incremental runs" in caplog.text
     images = spark.read.parquet(str(out / "images"))
     assert images.count() == 8 and images.where("path LIKE '%grace_hopper%'").count() == 0
     assert committed(out)["images"] == ["r2"]

@@ -345,11 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         progress.start()
         log.info("run %s: %s -> %s", run_id, " ".join(cfg.inputs), cfg.output)
         counts = run(spark, storage, cfg, run_id, record)
-        log.info("run %s finished in %.1f s", run_id, time.perf_counter() - started)
         if not counts["listed"] + counts["gone"]:
             wanted = ("has an image extension (--glob '*' takes every file)"
                       if cfg.glob == default_glob() else f"matches --glob '{cfg.glob}'")
             log.warning("no file under %s %s", " ".join(cfg.inputs), wanted)
+        log.info("run %s finished in %.1f s", run_id, time.perf_counter() - started)
         print_report(spark, cfg, run_id, counts)
         if counts["processed"] and counts["error"] / counts["processed"] > cfg.max_error_rate:
             log.error("%d of %d files have errors, above --max-error-rate %g",

@@ -519,9 +519,10 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_tables(spark, tmp_pat
     assert not (killed / "_staging").exists()
 
 
-def test_sigterm_stops_the_run_and_its_record_says_so(spark, tmp_path):
-    """A scheduler stops a run with SIGTERM: the driver cancels Spark's jobs, records the
-    run as failed and exits 143 (128 + 15), leaving earlier runs as they were."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_run_and_its_record_says_so(spark, tmp_path, signum):
+    """A scheduler stops a run with SIGTERM (a user with Ctrl-C): the driver cancels Spark's
+    jobs, records the run as failed and exits 128 + the signal, leaving earlier runs."""
     inp, out = tmp_path / "in", tmp_path / "out"
     for i in range(12):
         shutil.copytree(SAMPLES, inp / f"copy{i}")
@@ -531,17 +532,18 @@ def test_sigterm_stops_the_run_and_its_record_says_so(spark, tmp_path):
     while not _staging(out, "r1") and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "the job finished before it could be stopped"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     try:
-        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        assert proc.wait(timeout=60) == 128 + signum
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     record = records(out)["r1"]
-    assert (record["status"], record["exit_code"], record["error"]) == ("failed", 143, "stopped by SIGTERM")
+    stopped = ("failed", 128 + signum, f"stopped by {signal.Signals(signum).name}")
+    assert (record["status"], record["exit_code"], record["error"]) == stopped
     assert committed(out)["images"] == ["r0"]
     row = spark.read.parquet(str(out / "runs")).where("run_id = 'r1'").first()
-    assert (row.status, row.exit_code, row.error) == ("failed", 143, "stopped by SIGTERM")
+    assert (row.status, row.exit_code, row.error) == stopped
 
 
 def _readme_block(lang: str, marker: str, out: Path) -> str:

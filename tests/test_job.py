@@ -8,8 +8,10 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from PIL import Image
 from pyspark.sql import types as T
 
+from tests import corpus
 from tests.conftest import SAMPLES, run_job
 from tests.reference import assert_matches, reference_features
 
@@ -44,11 +46,21 @@ def local(path: str) -> Path:
     return Path(path.removeprefix("file:"))
 
 
+def quality_files() -> dict[str, bytes]:
+    """Images the samples lack: dark, bright and low-contrast (all three blurry)."""
+    g = corpus.photo(0, (64, 48)).convert("L")
+    flat = Image.linear_gradient("L").resize((64, 48)).point(lambda v: 100 + v // 16)
+    return {"dark.png": corpus.encode(g.point(lambda v: v // 6), "PNG"),
+            "bright.png": corpus.encode(g.point(lambda v: 255 - v // 6), "PNG"),
+            "flat.png": corpus.encode(flat, "PNG")}
+
+
 @pytest.fixture(scope="module")
 def full_run(spark, tmp_path_factory):
-    """One full-resolution run over a copy of the samples."""
+    """One full-resolution run over a copy of the samples, plus quality/ (quality_files)."""
     base = tmp_path_factory.mktemp("full")
     inp, out = copy_samples(base / "in"), base / "out"
+    corpus.write(inp / "quality", quality_files())
     code = run_job("--input", str(inp), "--output", str(out), "--max-side", "0", "--run-id", "r1")
     images = spark.read.parquet(str(out / "images"))
     return code, inp, out, images
@@ -69,7 +81,7 @@ def test_images_schema_is_the_public_contract(full_run):
 
 def test_every_photo_matches_an_independent_computation(full_run):
     rows = [r.asDict() for r in full_run[3].where("error_kind IS NULL").collect()]
-    assert len(rows) == 6
+    assert len(rows) == 9
     for row in rows:
         path = local(row["path"])
         assert_matches(row, reference_features(path))
@@ -92,10 +104,24 @@ def test_broken_files_get_error_rows_with_null_features(full_run):
         assert all(row[c] is None for c in FEATURES)
 
 
+def test_flags_and_shape_follow_their_definitions(full_run):
+    """README's images/ table: the cut-offs on the row's own values, and width / height."""
+    rows = [r.asDict() for r in full_run[3].where("error_kind IS NULL").collect()]
+    for r in rows:
+        assert r["is_dark"] == (r["gray_mean"] < 40) and r["is_bright"] == (r["gray_mean"] > 215), r["path"]
+        assert r["is_low_contrast"] == (r["gray_std"] < 20), r["path"]
+        assert r["is_blurry"] == (r["sharpness"] < 100), r["path"]
+        assert r["aspect_ratio"] == pytest.approx(r["width"] / r["height"], abs=1e-6), r["path"]
+        assert r["megapixels"] == pytest.approx(r["width"] * r["height"] / 1e6, abs=1e-6), r["path"]
+    for flag in ("is_dark", "is_bright", "is_low_contrast", "is_blurry"):
+        assert {r[flag] for r in rows} == {True, False}, flag  # else a constant would pass
+    assert any(r["width"] != r["height"] for r in rows)  # else height / width would pass
+
+
 def test_summary_totals_equal_sums_over_images(spark, full_run):
     _, _, out, images = full_run
     summary = {r.label: r.asDict() for r in spark.read.parquet(str(out / "summary")).collect()}
-    assert set(summary) == {None, "broken", "flowers", "landscape", "people"}
+    assert set(summary) == {None, "broken", "flowers", "landscape", "people", "quality"}
     img = [r.asDict() for r in images.collect()]
     for label, s in summary.items():
         mine = [r for r in img if label is None or r["label"] == label]
@@ -114,11 +140,11 @@ def test_rerun_of_a_run_id_replaces_it(spark, full_run, tmp_path):
     for _ in range(2):
         assert run_job("--input", str(inp), "--output", str(out), "--run-id", "same") == 0
     images = spark.read.parquet(str(out / "images"))
-    assert images.count() == images.select("path").distinct().count() == 9
+    assert images.count() == images.select("path").distinct().count() == 12
     # a later full run supersedes the earlier one: still one row per file
     assert run_job("--input", str(inp), "--output", str(out), "--run-id", "later") == 0
     images = spark.read.parquet(str(out / "images"))
-    assert images.count() == 9 and {r.run_id for r in images.select("run_id").collect()} == {"later"}
+    assert images.count() == 12 and {r.run_id for r in images.select("run_id").collect()} == {"later"}
 
 
 def test_reduced_analysis_keeps_full_size_facts(spark, tmp_path):

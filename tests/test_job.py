@@ -14,6 +14,7 @@ from pyspark.sql import types as T
 from tests import corpus
 from tests.conftest import SAMPLES, run_job
 from tests.reference import assert_matches, reference_features
+from udfs.errors import ERROR_KINDS
 
 pytestmark = pytest.mark.spark
 
@@ -118,20 +119,49 @@ def test_flags_and_shape_follow_their_definitions(full_run):
     assert any(r["width"] != r["height"] for r in rows)  # else height / width would pass
 
 
+def expected_summary(rows: list[dict], label: str | None) -> dict:
+    """A summary/ row computed from images/ rows in Python (README's summary/ columns)."""
+    mine = [r for r in rows if label is None or r["label"] == label]
+    ok = [r for r in mine if r["error_kind"] is None]
+    mean = lambda key: sum(r[key] for r in ok) / len(ok) if ok else None  # noqa: E731
+    return {"label": label, "n_files": len(mine), "n_ok": len(ok), "n_error": len(mine) - len(ok),
+            **{f"n_{k}": sum(r["error_kind"] == k for r in mine) for k in ERROR_KINDS},
+            "total_bytes": sum(r["size_bytes"] for r in mine),
+            "total_megapixels": sum(r["megapixels"] or 0.0 for r in mine),
+            "mean_gray": mean("gray_mean"), "mean_entropy": mean("entropy"),
+            "mean_sharpness": mean("sharpness"), "n_dark": sum(bool(r["is_dark"]) for r in mine),
+            "n_blurry": sum(bool(r["is_blurry"]) for r in mine),
+            "gray_hist": [sum(r["gray_hist"][i] for r in ok) for i in range(256)]}
+
+
+def assert_summary_matches(summary: list[dict], rows: list[dict]) -> None:
+    """Every column of every summary row (per label and overall) against expected_summary."""
+    assert sorted(s["label"] or "" for s in summary) == sorted({r["label"] for r in rows} | {""})
+    floats = ("total_megapixels", "mean_gray", "mean_entropy", "mean_sharpness")  # sum order
+    for s in summary:
+        want = expected_summary(rows, s["label"])
+        assert {k: s.pop(k) for k in floats} == pytest.approx({k: want.pop(k) for k in floats}), s
+        assert s == want  # the counts, total_bytes and gray_hist exactly
+
+
 def test_summary_totals_equal_sums_over_images(spark, full_run):
     _, _, out, images = full_run
-    summary = {r.label: r.asDict() for r in spark.read.parquet(str(out / "summary")).collect()}
-    assert set(summary) == {None, "broken", "flowers", "landscape", "people", "quality"}
-    img = [r.asDict() for r in images.collect()]
-    for label, s in summary.items():
-        mine = [r for r in img if label is None or r["label"] == label]
-        ok = [r for r in mine if r["error_kind"] is None]
-        assert s["n_files"] == len(mine)
-        assert s["n_ok"] == len(ok) and s["n_error"] == len(mine) - len(ok)
-        assert s["total_bytes"] == sum(r["size_bytes"] for r in mine)
-        assert s["gray_hist"] == [sum(r["gray_hist"][i] for r in ok) for i in range(256)]
-        if ok:
-            assert s["mean_gray"] == pytest.approx(sum(r["gray_mean"] for r in ok) / len(ok))
+    summary = [r.asDict() for r in spark.read.parquet(str(out / "summary")).drop("run_id").collect()]
+    assert {s["label"] for s in summary} == {None, "broken", "flowers", "landscape", "people", "quality"}
+    assert_summary_matches(summary, [r.asDict() for r in images.collect()])
+
+
+def test_summary_counts_every_error_kind(spark, full_run):
+    """summarize() over the run's rows plus i + 1 error rows of the i-th kind in errors/:
+    each n_<kind> differs between labels (a constant count fails), every column checked."""
+    from spark_jobs.transform import summarize
+
+    images = full_run[3].drop("run_id")
+    kinds = spark.createDataFrame([(k, "errors") for i, k in enumerate(ERROR_KINDS) for _ in range(i + 1)],
+                                  "error_kind string, label string")
+    errors = images.where("error_kind = 'corrupt'").drop("error_kind", "label").crossJoin(kinds)
+    both = images.unionByName(errors)
+    assert_summary_matches([r.asDict() for r in summarize(both).collect()], [r.asDict() for r in both.collect()])
 
 
 def test_rerun_of_a_run_id_replaces_it(spark, full_run, tmp_path):

@@ -381,6 +381,25 @@ def expected(data: bytes) -> dict | None:
             return None
 
 
+def expected_reduced(data: bytes, max_side: int) -> dict:
+    """Analysis-image features at ``--max-side`` by README's definition: a JPEG decoded by
+    libjpeg at a 1/2, 1/4 or 1/8 DCT scale, luma only (Pillow's ``draft`` to the final size,
+    long side ``max_side``), any image's gray then shrunk with ``thumbnail`` (bicubic), then
+    oriented. For files Pillow decodes; EXIF orientation by ORIENT."""
+    im = Image.open(io.BytesIO(data))
+    w, h = im.size
+    if im.format == "JPEG" and max(w, h) > max_side:
+        im.draft("L", (round(w * max_side / max(w, h)), round(h * max_side / max(w, h))))
+        assert im.mode == "L"  # luma straight from the decoder
+    small = Image.fromarray(reference_gray(im), "L")
+    small.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    k = im.getexif().get(0x0112)
+    g = np.asarray(small.transpose(ORIENT[k]) if k in ORIENT else small)
+    out = features_of(g)
+    out["analysis_width"], out["analysis_height"] = out.pop("width"), out.pop("height")
+    return out
+
+
 def mismatches(row: dict, want: dict, tol: float = 1e-6) -> list[str]:
     """Field-by-field differences: histogram, hash, ints and strings exact; floats to ``tol``."""
     bad = []

@@ -127,6 +127,20 @@ def test_orientation_applies_on_the_reduced_jpeg_path(k):
     assert np.abs(np.asarray(d.gray, np.int16) - np.asarray(small, np.int16)).mean() < 6
 
 
+def test_default_reduced_path_matches_its_definition_exactly():
+    """--max-side 512 against corpus.expected_reduced (draft for JPEG, then thumbnail,
+    bicubic): the samples, a wide PNG, JPEGs drafted at 1/4 and 1/8, a gray portrait JPEG."""
+    files = {p.name: p.read_bytes() for p in corpus.SAMPLE_PHOTOS}
+    files |= {"wide.png": corpus.encode(corpus.photo(7, (900, 300)), "PNG"),
+              "quarter.jpg": corpus.encode(corpus.photo(8, (2100, 1500)), "JPEG", quality=90),
+              "eighth.jpg": corpus.encode(corpus.photo(9, (4200, 2800)), "JPEG", quality=90),
+              "tall-gray.jpg": corpus.encode(corpus.photo(10, (500, 1300)).convert("L"), "JPEG")}
+    for name, data in files.items():
+        row = image_row(data, ExtractOptions(max_side=512))
+        assert row["error_kind"] is None and max(row["analysis_width"], row["analysis_height"]) <= 512
+        assert corpus.mismatches(row, corpus.expected_reduced(data, 512), tol=1e-12) == [], name
+
+
 def test_multi_frame_files_analyse_the_first_frame_and_count_frames():
     for name, (n, data) in corpus.multi_frame_files().items():
         row = image_row(data, FULL)

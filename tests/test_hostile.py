@@ -136,6 +136,9 @@ def test_bombs_and_a_3gb_file_finish_fast_with_bounded_memory(spark, tmp_path):
     }
     assert rows["huge.jpg"]["size_bytes"] == THREE_GB and "not read" in rows["huge.jpg"]["error"]
     assert rows["huge.jpg"]["content_sha256"] is None  # its content was never read
+    run = spark.read.parquet(str(tmp_path / "out" / "runs")).first()  # nor counted as read
+    assert run.bytes_read == sum(r["size_bytes"] for r in rows.values()
+                                 if r["error_kind"] not in ("empty", "too_large"))
     # Privacy: without --keep-gps the GPS position is not written (the camera make is).
     assert rows["gps.jpg"]["camera_make"] == "TestCam"
     assert rows["gps.jpg"]["gps_latitude"] is None and rows["gps.jpg"]["gps_longitude"] is None

@@ -179,7 +179,8 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                     metavar="N", help="declared pixel count above which a file is a "
                     "decompression_bomb (checked from the header, before decoding) (default: %(default)s)")
     im.add_argument("--max-file-bytes", type=parse_size, default=d("max_file_bytes", "512m", parse_size),
-                    metavar="SIZE", help="files larger than this are too_large: listed and given a row, never read (default: %(default)s)")
+                    metavar="SIZE", help="files larger than this are too_large: listed and "
+                    "given a row, never read (default: %(default)s)")
     im.add_argument("--time-budget", type=float, default=d("time_budget", "120", float),
                     metavar="SECONDS", help="time one image may take; 0 = unlimited (default: %(default)s)")
     im.add_argument("--keep-gps", action="store_true", help="write EXIF GPS coordinates "
@@ -224,8 +225,8 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                     "files, spark otherwise) (default: %(default)s)")
     sp.add_argument("--spark-read-max-bytes", type=parse_size,
                     default=d("spark_read_max_bytes", "16m", parse_size), metavar="SIZE",
-                    help="when Spark reads the bytes, larger files are read by the Python worker instead, where "
-                    "pyarrow reaches the input: Spark holds several copies of each file in the "
+                    help="when Spark reads the bytes, larger files are read by the Python "
+                    "worker instead, where pyarrow reaches the input: Spark holds several copies of each file in the "
                     "JVM heap (default: %(default)s)")
     sp.add_argument("--task-bytes", type=parse_size, default=d("task_bytes", "128m", parse_size),
                     metavar="SIZE", help="input bytes per task when planning tasks (default: %(default)s)")

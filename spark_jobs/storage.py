@@ -193,6 +193,7 @@ class Storage:
 
     @staticmethod
     def _finish_replace(fs, target, aside) -> bool:
+        """Delete ``aside`` if ``target`` arrived, else move it back; whether it moved back."""
         if not fs.exists(aside):
             return False
         if fs.exists(target):

@@ -166,3 +166,34 @@ def test_large_files_in_spark_read_mode_leave_the_jvm_heap_alone(spark, tmp_path
     assert sorted(Path(r.path).name for r in rows) == [f"scan-{i}.jpg" for i in range(4)]
     assert {r.error_kind for r in rows} == {"corrupt"}  # read and decoded, by Python
     assert len({r.content_sha256 for r in rows}) == 4
+
+
+def test_an_image_above_the_python_workers_memory_limit_gets_a_row(tmp_path):
+    """The cluster profiles cap each Python worker (spark.executor.pyspark.memory, Arrow on
+    the system allocator): an image above the cap is a decompression_bomb row naming the
+    setting, the others are processed, and the run succeeds."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pyarrow.dataset as ds
+    from PIL import Image
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    ramp = (np.arange(8000, dtype=np.uint16)[None, :] + np.arange(6000, dtype=np.uint16)[:, None]) % 256
+    Image.fromarray(np.repeat(ramp.astype(np.uint8)[..., None], 3, axis=2)).save(inp / "big.png",
+                                                                                 compress_level=1)
+    (inp / "small.png").write_bytes(corpus.encode(corpus.photo(0), "PNG"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "spark_jobs.image_features", "--input", str(inp), "--output",
+         str(tmp_path / "out"), "--conf", "spark.executor.pyspark.memory=450m",
+         "--conf", "spark.executorEnv.ARROW_DEFAULT_MEMORY_POOL=system", "--conf", "spark.ui.enabled=false"],
+        env=dict(os.environ, PYSPARK_PYTHON=sys.executable), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {Path(r["path"]).name: r for r in ds.dataset(
+        str(tmp_path / "out" / "images"), format="parquet", partitioning="hive").to_table().to_pylist()}
+    assert rows["small.png"]["error_kind"] is None and rows["small.png"]["width"] == corpus.photo(0).width
+    assert rows["big.png"]["error_kind"] == "decompression_bomb"
+    assert "spark.executor.pyspark.memory" in rows["big.png"]["error"]

@@ -39,4 +39,7 @@ def describe(exc: BaseException) -> str:
         msg = str(exc)
     except Exception:  # noqa: BLE001
         msg = ""
+    if isinstance(exc, MemoryError) and not msg:  # where the limit comes from, on a cluster
+        msg = ("no memory left to decode it (a Spark Python worker's limit: "
+               "spark.executor.pyspark.memory / executor cores)")
     return one_line(f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__)

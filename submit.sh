@@ -31,7 +31,7 @@ die() { local code="$1"; shift; echo "submit.sh: $*" >&2; exit "$code"; }  # cod
 value() { [[ $# -ge 2 ]] || die 2 "$1 needs a value"; }
 # The job's options that spark-submit does not share: given before "--", spark-submit would
 # stop with its whole usage text (exit 1, which a scheduler retries).
-job_options=" --demo --input --output --incremental --compact --glob --run-id --max-side
+job_options=" --demo --input --output --incremental --compact --allow-empty-input --glob --run-id --max-side
   --max-pixels --max-file-bytes --keep-gps --read-mode --spark-read-max-bytes --retry-errors
   --max-error-rate --time-budget --keep-run-records --stale-lock-after --task-bytes
   --partitions --log-level "

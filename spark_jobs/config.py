@@ -127,6 +127,7 @@ class JobConfig:
     incremental: bool = False
     retry_errors: tuple[str, ...] = ()
     compact: bool = False
+    allow_empty_input: bool = False
     max_error_rate: float = 1.0
     stale_lock_after: float = 300.0
     keep_run_records: int = 0
@@ -201,6 +202,10 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                      "run started from (latest row per path, tombstones dropped) and delete "
                      "them: keeps scheduled incremental runs from piling up (their history is "
                      "dropped); a full run is one run already")
+    run.add_argument("--allow-empty-input", action="store_true", help="let a run that finds "
+                     "no file under its inputs mark the files the output holds there as gone "
+                     "(without it, it exits with code 3: an unmounted or emptied input would "
+                     "otherwise empty the tables)")
     run.add_argument("--max-error-rate", type=float, default=d("max_error_rate", "1.0", float),
                      metavar="F", help="exit with code 4 when more than this fraction of "
                      "files has an error row (default: %(default)s)")
@@ -311,6 +316,7 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         incremental=a.incremental,
         retry_errors=retry_errors,
         compact=a.compact,
+        allow_empty_input=a.allow_empty_input,
         max_error_rate=a.max_error_rate,
         stale_lock_after=a.stale_lock_after,
         keep_run_records=a.keep_run_records,

@@ -15,6 +15,10 @@ class BadArguments(Exception):
     """A command that cannot run as asked, found only once the job could look at the output."""
 
 
+class InputEmpty(Exception):
+    """Nothing listed under the inputs, where the output holds files (--allow-empty-input)."""
+
+
 def first_line(exc: BaseException) -> str:
     """``Type: message`` on one line. For an exception the JVM raised, the Java exception's
     line and its root cause's: py4j's own message only names the call that failed."""
@@ -59,10 +63,12 @@ def _head(text: str) -> str:
 
 
 def classify(exc: BaseException) -> int:
-    """BAD_ARGUMENTS for BadArguments, INPUT_MISSING for Spark's 'path does not exist',
-    INFRASTRUCTURE for anything else."""
+    """BAD_ARGUMENTS for BadArguments, INPUT_MISSING for InputEmpty and Spark's 'path does
+    not exist', INFRASTRUCTURE for anything else."""
     if isinstance(exc, BadArguments):
         return BAD_ARGUMENTS
+    if isinstance(exc, InputEmpty):
+        return INPUT_MISSING
     condition = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
     try:
         name = condition() if condition else None

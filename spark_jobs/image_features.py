@@ -133,6 +133,9 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
         incremental.check_settings(storage, cfg.output, run_id, settings)
     reading.plan_tasks(spark, cfg.task_bytes, cfg.spark_conf)
     files, source, found, unnamable, scope = reading.list_files(spark, cfg)
+    if not (found or cfg.incremental or cfg.allow_empty_input) and [
+            r for r in writing.committed_runs(storage, cfg.output, "images") if r != run_id]:
+        raise empty_input(cfg, "every file in images/")
     current = gone = listing = None
     if cfg.incremental:
         listing = Observation("listing")
@@ -170,6 +173,9 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
         log.warning("%d file(s) found by the listing were gone or forbidden when the job read "
                     "them: not in this run (--log-level DEBUG shows Spark's warnings naming "
                     "them)", metrics["n_gone"])
+    if not (found or cfg.allow_empty_input) and metrics["n_deleted"]:
+        storage.delete(staged)
+        raise empty_input(cfg, f"the {metrics['n_deleted']} file(s) images/ holds there")
     if current is not None and not (metrics["n_processed"] or metrics["n_deleted"]):
         # Nothing new, changed or gone: no empty run is added (hourly runs would pile up
         # thousands); a rerun of this id that now finds nothing drops what it committed.
@@ -183,6 +189,12 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
     writing.commit_run(storage, staged, cfg.output, "images", run_id,
                        {**settings, "incremental": cfg.incremental})
     return metrics, True
+
+
+def empty_input(cfg: JobConfig, what: str) -> exit_codes.InputEmpty:
+    return exit_codes.InputEmpty(
+        f"no file under {' '.join(cfg.inputs)}: this run would mark {what} as gone. An "
+        f"unmounted or emptied input? If the files are really gone, run with --allow-empty-input")
 
 
 def read_skipped(spark, cfg: JobConfig, work, staged: str) -> dict:

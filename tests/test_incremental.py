@@ -230,6 +230,24 @@ def test_a_rerun_killed_while_replacing_its_committed_run_leaves_that_run(spark,
     assert not list((out / "images").glob(f"{ASIDE}*"))
 
 
+def test_an_empty_input_never_empties_the_tables_unless_allowed(spark, tmp_path):
+    """An unmounted share lists nothing: every file would be marked gone (exit 0, summary/
+    empty). The run exits 3 and changes nothing; --allow-empty-input lets it through."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES, inp)
+    assert run_job("--input", str(inp), "--output", str(out), "--incremental", "--run-id", "r1") == 0
+    state = current_state(spark, out)
+    shutil.rmtree(inp)
+    inp.mkdir()
+    for mode in (["--incremental"], []):
+        assert run_job("--input", str(inp), "--output", str(out), *mode, "--run-id", "r2") == 3
+        assert current_state(spark, out) == state and committed(out)["images"] == ["r1"]
+        assert records(out)["r2"]["exit_code"] == 3 and "--allow-empty-input" in records(out)["r2"]["error"]
+    args = ["--input", str(inp), "--output", str(out), "--incremental", "--allow-empty-input"]
+    assert run_job(*args, "--run-id", "r3") == 0
+    assert current_state(spark, out) == [] and records(out)["r3"]["counts"]["deleted"] == len(state)
+
+
 def test_an_increment_with_a_narrower_glob_leaves_the_other_names_current(spark, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     shutil.copytree(SAMPLES, inp)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
@@ -362,7 +363,11 @@ def main(argv: list[str] | None = None) -> int:
                       if cfg.glob == default_glob() else f"matches --glob '{cfg.glob}'")
             log.warning("no file under %s %s", " ".join(cfg.inputs), wanted)
         log.info("run %s finished in %.1f s", run_id, time.perf_counter() - started)
-        print_report(spark, cfg, run_id, counts)
+        try:
+            print_report(spark, cfg, run_id, counts)
+        except BrokenPipeError:  # stdout closed (| head): the run has committed all the same
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's advice
+            log.warning("stdout was closed: the report was not printed")
         if counts["processed"] and counts["error"] / counts["processed"] > cfg.max_error_rate:
             log.error("%d of %d files have errors, above --max-error-rate %g",
                       counts["error"], counts["processed"], cfg.max_error_rate)

@@ -480,6 +480,21 @@ def test_keep_run_records_drops_the_oldest_records_and_rows_only(spark, tmp_path
     assert committed(out)["images"] == ["r1"]  # the tables' own runs are not records
 
 
+def test_a_closed_stdout_does_not_fail_a_committed_run(tmp_path):
+    """`... | head -1`: the report could not be printed after the commit, and the run was
+    recorded as failed (BrokenPipeError, exit 1)."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spark_jobs.image_features", "--demo", "--output", str(out),
+         "--run-id", "p1", "--conf", "spark.ui.enabled=false"],
+        cwd=ROOT, env=dict(os.environ, PYSPARK_PYTHON=sys.executable), stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL)
+    assert proc.stdout.readline().startswith(b"run p1:")
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 0
+    assert (records(out)["p1"]["status"], records(out)["p1"]["exit_code"]) == ("succeeded", 0)
+
+
 def test_error_rate_above_limit_exits_4_but_commits(spark, tmp_path):
     out = tmp_path / "out"
     assert run_job("--input", str(SAMPLES), "--output", str(out), "--max-error-rate", "0.2") == 4

@@ -7,7 +7,8 @@
 #   ./submit.sh --master yarn --deploy-mode cluster --env yarn --package -- --input hdfs:///imgs --output hdfs:///out
 #
 # Before "--": spark-submit options (default --master local[*]); --env NAME loads
-# conf/spark-NAME.properties (default: local). After "--": the job's options (--help).
+# conf/spark-NAME.properties (default: the --master's: local, yarn, kubernetes, standalone,
+# else cluster). After "--": the job's options (--help).
 # The project's code (udfs/, spark_jobs/) always travels as a zip (--py-files). Executors run
 # PYSPARK_PYTHON (default: this machine's Python, below), which must exist on every node with
 # the dependencies installed -- or, with --package, a venv-pack'ed environment of the
@@ -22,7 +23,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"  # also when called through a symlink
-env_name="${IMAGE_ETL_ENV:-local}"
+env_name="${IMAGE_ETL_ENV:-}"  # none given: the profile of the --master's cluster manager
 master=""
 deploy_mode="client"
 package="${IMAGE_ETL_PACKAGE:+yes}"  # for callers that cannot add options (Airflow's operator)
@@ -56,6 +57,16 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 master="${master:-local[*]}"
+if [[ -z "$env_name" ]]; then
+  case "$master" in
+    local*) env_name=local ;;
+    yarn) env_name=yarn ;;
+    k8s://*) env_name=kubernetes ;;
+    spark://*) env_name=standalone ;;
+    *) env_name=cluster ;;
+  esac
+  [[ "$env_name" == local ]] || echo "submit.sh: --env $env_name (from --master $master)" >&2
+fi
 
 # This machine's Python, for submit.sh's own work and a client-mode driver: PYSPARK_PYTHON
 # may name one that exists only on the nodes (a cluster install), so it is used here only if
@@ -65,6 +76,10 @@ if [[ -z "$local_python" ]]; then
   if [[ -n "${PYSPARK_PYTHON:-}" ]] && command -v "$PYSPARK_PYTHON" >/dev/null 2>&1; then local_python="$PYSPARK_PYTHON"
   elif [[ -x "$here/.venv/bin/python" ]]; then local_python="$here/.venv/bin/python"
   else local_python="$(command -v python3)" || die 1 "no Python here: set PYSPARK_DRIVER_PYTHON"; fi
+fi
+if [[ "$deploy_mode" == cluster && -z "$package" && -z "${PYSPARK_PYTHON:-}" ]]; then
+  # the driver and executors run on the nodes: this machine's Python path means nothing there
+  die 2 "cluster deploy mode runs the driver on a node: set PYSPARK_PYTHON to the Python the nodes have (with the dependencies), or add --package to ship one"
 fi
 python="${PYSPARK_PYTHON:-$local_python}"
 driver_python="$local_python"

@@ -160,6 +160,37 @@ def test_submit_sh_needs_executors_python_only_on_the_nodes(tmp_path):
     assert "--load-spark-defaults" in proc.stdout.splitlines()
 
 
+@pytest.mark.parametrize(("master", "profile"), [
+    ("yarn", "yarn"), ("k8s://https://api:6443", "kubernetes"), ("local[2]", "local"),
+    ("mesos://m:5050", "cluster")])  # spark://: submit.sh first checks that a master listens
+def test_submit_sh_takes_the_profile_of_the_master_unless_told(tmp_path, master, profile):
+    """--master yarn without --env loaded spark-local.properties (UI off, 2 shuffle partitions)."""
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, SPARK_HOME=str(fake_spark_home(tmp_path)),
+               IMAGE_ETL_BUILD_DIR=str(tmp_path / "build"))
+    env.pop("IMAGE_ETL_ENV", None)
+    proc = subprocess.run([str(ROOT / "submit.sh"), "--master", master, "--", "--help"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    given = proc.stdout.splitlines()
+    assert given[given.index("--properties-file") + 1] == str(ROOT / "conf" / f"spark-{profile}.properties")
+    env["IMAGE_ETL_ENV"] = "cluster"  # said: it wins
+    proc = subprocess.run([str(ROOT / "submit.sh"), "--master", master, "--", "--help"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    given = proc.stdout.splitlines()
+    assert given[given.index("--properties-file") + 1] == str(ROOT / "conf" / "spark-cluster.properties")
+
+
+def test_submit_sh_in_cluster_deploy_mode_needs_the_nodes_python(tmp_path):
+    """This machine's Python path was handed to the nodes, where the driver then failed."""
+    env = dict(os.environ, SPARK_HOME=str(fake_spark_home(tmp_path)), IMAGE_ETL_BUILD_DIR=str(tmp_path / "build"))
+    for name in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"):
+        env.pop(name, None)
+    proc = subprocess.run([str(ROOT / "submit.sh"), "--master", "yarn", "--deploy-mode", "cluster", "--",
+                           "--input", "hdfs:///imgs", "--output", "hdfs:///out"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "set PYSPARK_PYTHON to the Python the nodes have" in proc.stderr
+
+
 def test_submit_sh_says_when_there_is_no_spark_submit(tmp_path):
     """No SPARK_HOME and a local Python without pyspark: one line, not a traceback."""
     bare = tmp_path / "bin" / "python3"  # a Python that cannot import pyspark

@@ -178,6 +178,10 @@ PY
     "$local_python" -m pip --python "$venv/bin/python" install -q -c "$venv.constraints" "${deps[@]}"
     # bin/python links to this machine's base interpreter: nodes need the same one at the same
     # path, or set IMAGE_ETL_PYTHON_PREFIX to where the nodes have it (venv-pack --python-prefix).
+    base="$(cd "$here" && "$local_python" -c 'import sys; print(sys.base_prefix)')"
+    if [[ -z "${IMAGE_ETL_PYTHON_PREFIX:-}" && -n "${HOME:-}" && "$base/" == "$HOME/"* ]]; then
+      echo "submit.sh: the packed environment runs $base/bin/python, under $HOME: nodes rarely have it (set IMAGE_ETL_PYTHON_PREFIX to where they have this Python version, then --repack)" >&2
+    fi
     "$local_python" -m venv_pack -p "$venv" -o "$venv.tar.gz" -q \
       ${IMAGE_ETL_PYTHON_PREFIX:+--python-prefix "$IMAGE_ETL_PYTHON_PREFIX"}
     mv -f "$venv.tar.gz" "$archive"

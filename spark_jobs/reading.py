@@ -60,16 +60,17 @@ def plan_tasks(spark: SparkSession, task_bytes: int, given: dict[str, str] | Non
     Every task has a fixed cost (Python worker set-up, its share of the rows written out:
     ~0.1 s of CPU in local mode), so tasks are large (task_bytes),
     but never fewer than MIN_TASKS_PER_CORE per core: Spark cuts splits at
-    min(task_bytes, total bytes / minPartitionNum). A setting ``given`` on the command line
-    (--conf) is left as given.
+    min(task_bytes, total bytes / minPartitionNum). A setting given to Spark (the job's
+    --conf, ``given``; spark-submit's --conf, a profile, spark-defaults.conf) is left as given.
     """
     planned = {
         "spark.sql.files.maxPartitionBytes": task_bytes,
         "spark.sql.files.openCostInBytes": OPEN_COST_BYTES,
         "spark.sql.files.minPartitionNum": MIN_TASKS_PER_CORE * spark.sparkContext.defaultParallelism,
     }
+    started_with = spark.sparkContext.getConf()
     for key, value in planned.items():
-        if key not in (given or {}):
+        if key not in (given or {}) and not started_with.contains(key):
             spark.conf.set(key, str(value))
 
 

@@ -524,3 +524,22 @@ def test_task_planning_leaves_the_spark_settings_given_on_the_command_line(spark
         assert spark.conf.get(key) == str(128 * 1024**2)
     finally:
         spark.conf.unset(key)
+
+
+@pytest.mark.spark
+def test_task_planning_leaves_the_spark_settings_the_session_started_with(spark, monkeypatch):
+    """spark-submit --conf, a profile or spark-defaults.conf: in the SparkConf, not in the
+    job's own --conf."""
+    from pyspark import SparkConf, SparkContext
+
+    from spark_jobs.reading import plan_tasks
+
+    key = "spark.sql.files.openCostInBytes"
+    monkeypatch.setattr(SparkContext, "getConf", lambda self: SparkConf(loadDefaults=False).set(key, "2097152"))
+    try:
+        spark.conf.set(key, "2097152")  # what the session was started with
+        plan_tasks(spark, 128 * 1024**2)
+        assert spark.conf.get(key) == "2097152"
+        assert spark.conf.get("spark.sql.files.maxPartitionBytes") == str(128 * 1024**2)
+    finally:
+        spark.conf.unset(key)

@@ -28,6 +28,7 @@ master=""
 deploy_mode="client"
 package="${IMAGE_ETL_PACKAGE:+yes}"  # for callers that cannot add options (Airflow's operator)
 submit_args=()
+declare -A extra=()  # the user's --files, --py-files, --archives
 die() { local code="$1"; shift; echo "submit.sh: $*" >&2; exit "$code"; }  # codes as the job's
 value() { [[ $# -ge 2 ]] || die 2 "$1 needs a value"; }
 # The job's options that spark-submit does not share: given before "--", spark-submit would
@@ -45,6 +46,9 @@ while [[ $# -gt 0 ]]; do
     --master=*) master="${1#--master=}"; shift ;;
     --deploy-mode) value "$@"; deploy_mode="$2"; shift 2 ;;
     --deploy-mode=*) deploy_mode="${1#--deploy-mode=}"; shift ;;
+    # spark-submit keeps the last of each: the user's are merged with submit.sh's below
+    --files|--py-files|--archives) value "$@"; extra["$1"]="${extra[$1]:+${extra[$1]},}$2"; shift 2 ;;
+    --files=*|--py-files=*|--archives=*) k="${1%%=*}"; extra["$k"]="${extra[$k]:+${extra[$k]},}${1#*=}"; shift ;;
     --package) package="${package:-yes}"; shift ;;
     --repack) package="force"; shift ;;
     -h|--help) sed -n '2,/^[^#]/{/^#/{s/^# \{0,1\}//;p;}}' "$0"; exit 0 ;;
@@ -188,7 +192,8 @@ PY
     rm -rf "$venv" "$venv.constraints"
     echo "submit.sh: $(du -h "$archive" | cut -f1) $archive" >&2
   fi
-  python_conf=(--archives "$archive#environment" --conf "spark.pyspark.python=./environment/bin/python")
+  extra[--archives]="$archive#environment${extra[--archives]:+,${extra[--archives]}}"
+  python_conf=(--conf "spark.pyspark.python=./environment/bin/python")
 fi
 if [[ "$deploy_mode" == client ]]; then
   # The driver runs here: spark.pyspark.python would otherwise apply to it too.
@@ -216,8 +221,9 @@ submit=("$spark_submit"
   --deploy-mode "$deploy_mode"
   --properties-file "$props"
   --load-spark-defaults
-  --py-files "$zip_file"
-  --files "$here/conf/job.properties"
+  --py-files "$zip_file${extra[--py-files]:+,${extra[--py-files]}}"
+  --files "$here/conf/job.properties${extra[--files]:+,${extra[--files]}}"
+  ${extra[--archives]:+--archives "${extra[--archives]}"}
   "${python_conf[@]}"
   "${submit_args[@]}"
   "$here/spark_jobs/image_features.py" "$@")

@@ -180,6 +180,23 @@ def test_submit_sh_takes_the_profile_of_the_master_unless_told(tmp_path, master,
     assert given[given.index("--properties-file") + 1] == str(ROOT / "conf" / "spark-cluster.properties")
 
 
+def test_submit_sh_merges_the_users_files_with_its_own(tmp_path):
+    """spark-submit keeps the last --files / --py-files: a user's dropped job.properties or
+    the code's zip."""
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, SPARK_HOME=str(fake_spark_home(tmp_path)),
+               IMAGE_ETL_BUILD_DIR=str(tmp_path / "build"))
+    proc = subprocess.run([str(ROOT / "submit.sh"), "--files", "/x/a.conf", "--py-files=/x/b.zip",
+                           "--archives", "/x/c d.tgz#c", "--files", "/x/e.conf", "--", "--help"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    given = proc.stdout.splitlines()
+    after = {flag: [given[i + 1] for i, g in enumerate(given) if g == flag]
+             for flag in ("--files", "--py-files", "--archives")}
+    assert after == {"--files": [f"{ROOT}/conf/job.properties,/x/a.conf,/x/e.conf"],
+                     "--py-files": [f"{tmp_path}/build/spark_image_etl.zip,/x/b.zip"],
+                     "--archives": ["/x/c d.tgz#c"]}
+
+
 def test_submit_sh_in_cluster_deploy_mode_needs_the_nodes_python(tmp_path):
     """This machine's Python path was handed to the nodes, where the driver then failed."""
     env = dict(os.environ, SPARK_HOME=str(fake_spark_home(tmp_path)), IMAGE_ETL_BUILD_DIR=str(tmp_path / "build"))

@@ -255,7 +255,8 @@ def test_an_increment_with_a_narrower_glob_leaves_the_other_names_current(spark,
     assert run_job(*args, "--run-id", "r1") == 0
     state = current_state(spark, out)
     (inp / "people" / "skimage-astronaut.png").unlink()
-    assert run_job(*args, "--glob", "*.png", "--run-id", "r2") == 0  # the .jpg files: not gone
+    # the .jpg files: not gone. The one .png is, and the glob takes no file left: allowed
+    assert run_job(*args, "--glob", "*.png", "--allow-empty-input", "--run-id", "r2") == 0
     assert records(out)["r2"]["counts"]["deleted"] == 1
     assert current_state(spark, out) == [r for r in state if not r[0].endswith("astronaut.png")]
 
@@ -619,8 +620,13 @@ def test_operations_monitoring_queries_run_on_runs(spark, tmp_path):
     assert run_job("--input", str(SAMPLES), "--output", str(out), "--run-id", "ok") == 0
     assert run_job("--input", str(tmp_path / "missing"), "--output", str(out), "--run-id", "bad") == 3
     text = (ROOT / "docs" / "operations.md").read_text()
-    failed, rates = [block.split("```", 1)[0] for block in text.split("```sql\n")[1:]]
-    rows = spark.sql(failed.replace("out/runs", str(out / "runs")).rstrip().rstrip(";")).collect()
-    assert [(r.run_id, r.exit_code) for r in rows] == [("bad", 3)]
-    (row,) = spark.sql(rates.replace("out/runs", str(out / "runs")).rstrip().rstrip(";")).collect()
+    failed, last, rates = [block.split("```", 1)[0] for block in text.split("```sql\n")[1:]]
+
+    def query(sql: str) -> list:
+        return spark.sql(sql.replace("out/runs", str(out / "runs")).rstrip().rstrip(";")).collect()
+
+    assert [(r.run_id, r.exit_code) for r in query(failed)] == [("bad", 3)]
+    ok = json.loads((out / "_runs" / "ok.json").read_text())["ended_at"]
+    assert query(last)[0].last_success.isoformat(timespec="milliseconds") == ok[:23]
+    (row,) = query(rates)
     assert row.run_id == "ok" and row.error_rate == 3 / 9 and row.images_per_s > 0

@@ -233,9 +233,11 @@ submit=("$spark_submit"
 # SIGTERM; sent to the JVM, its shutdown hook stops the SparkContext under the driver, which
 # then cannot close its run record or release the output's lock. So SIGTERM goes to the
 # driver, which stops in order (jobs cancelled, record closed, lock released; exit 143) and
-# the JVM ends with it. (Ctrl-C reaches every process of the terminal's group itself.)
+# the JVM ends with it. Ctrl-C reaches the driver from the terminal itself (the JVM, started
+# in the background, ignores it): submit.sh only waits for the two to finish.
 "${submit[@]}" &
 jvm=$!
+trap : INT
 forward_term() {
   local driver
   driver="$(pgrep -P "$jvm" -f 'spark_jobs/image_features[.]py' 2>/dev/null | head -1 || true)"

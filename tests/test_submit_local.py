@@ -41,11 +41,15 @@ def test_submit_sh_passes_the_job_exit_code(tmp_path):
     assert proc.returncode == 3, proc.stderr[-3000:]
 
 
-def test_sigterm_to_submit_sh_stops_the_run_in_order(tmp_path):
+@pytest.mark.parametrize("how", ["SIGTERM to submit.sh", "SIGINT to its group"])
+def test_sigterm_to_submit_sh_stops_the_run_in_order(tmp_path, how):
     """Sent to spark-submit's JVM, SIGTERM stopped the SparkContext under the driver: the run's
-    record said "running" for good and its lock stayed. submit.sh passes it to the driver."""
+    record said "running" for good and its lock stayed. submit.sh passes it to the driver.
+    Ctrl-C (SIGINT to the terminal's whole group) reaches the driver itself."""
     import signal
     import time
+
+    signum = signal.SIGTERM if how.startswith("SIGTERM") else signal.SIGINT
 
     from tests.test_incremental import _staging
 
@@ -64,16 +68,20 @@ def test_sigterm_to_submit_sh_stops_the_run_in_order(tmp_path):
         while not _staging(out, "t1") and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, "the job finished before it could be stopped"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        if signum == signal.SIGTERM:
+            proc.send_signal(signum)
+        else:
+            os.killpg(proc.pid, signum)
+        assert proc.wait(timeout=60) == 128 + signum
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     record = json.loads((out / "_runs" / "t1.json").read_text())
-    assert (record["status"], record["exit_code"], record["error"]) == ("failed", 143, "stopped by SIGTERM")
+    name = signal.Signals(signum).name
+    assert (record["status"], record["exit_code"], record["error"]) == ("failed", 128 + signum, f"stopped by {name}")
     assert not (out / "_lock.json").exists() and not (out / "images").exists()
     log = (tmp_path / "log").read_text()  # the job's own line, not Spark's traces of cancelled jobs
-    assert "run t1 stopped by SIGTERM" in log and "\tat " not in log, log[-3000:]
+    assert f"run t1 stopped by {name}" in log and "\tat " not in log, log[-3000:]
 
 
 def test_submit_sh_takes_spark_submits_own_form(tmp_path):

@@ -96,7 +96,9 @@ fi
 
 spark_submit="${SPARK_HOME:+$SPARK_HOME/bin/spark-submit}"
 if [[ -z "$spark_submit" ]]; then
-  spark_submit="$("$local_python" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit"))' 2>/dev/null)" \
+  # from the checkout: python -c puts the working directory first on its path, where a stray
+  # pyspark.py (or timeit.py, ...) would be imported instead
+  spark_submit="$(cd "$here" && "$local_python" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit"))' 2>/dev/null)" \
     || die 1 "no spark-submit: set SPARK_HOME to a Spark install, or install pyspark in $local_python (or set PYSPARK_DRIVER_PYTHON to a Python that has it)"
 fi
 
@@ -161,7 +163,7 @@ if [[ -n "$package" ]]; then
   # venv packed by venv-pack, at the versions the driver's Python has (so features match).
   archive="$build/env.tar.gz"
   if [[ "$package" == force || ! -s "$archive" || "$here/pyproject.toml" -nt "$archive" ]]; then
-    "$local_python" -c 'import venv_pack' 2>/dev/null \
+    (cd "$here" && "$local_python" -c 'import venv_pack') 2>/dev/null \
       || die 1 "--package needs venv-pack in $local_python (pip install venv-pack, or pip install -e '.[pack]')"
     echo "submit.sh: packing the dependencies into $archive ..." >&2
     venv="$build/pack-venv.$$"

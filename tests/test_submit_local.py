@@ -216,6 +216,17 @@ def test_submit_sh_in_cluster_deploy_mode_needs_the_nodes_python(tmp_path):
     assert proc.returncode == 2 and "set PYSPARK_PYTHON to the Python the nodes have" in proc.stderr
 
 
+def test_submit_sh_finds_spark_submit_whatever_the_working_directory_holds(tmp_path):
+    """`python -c` imports from the working directory first: a stray pyspark.py there made
+    submit.sh say there was no spark-submit."""
+    (tmp_path / "pyspark.py").write_text("raise ImportError('not this one')\n")
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, IMAGE_ETL_BUILD_DIR=str(tmp_path / "build"))
+    env.pop("SPARK_HOME", None)
+    proc = subprocess.run([str(ROOT / "submit.sh"), "--", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--allow-empty-input" in proc.stdout, proc.stderr[-2000:]
+
+
 def test_submit_sh_says_when_there_is_no_spark_submit(tmp_path):
     """No SPARK_HOME and a local Python without pyspark: one line, not a traceback."""
     bare = tmp_path / "bin" / "python3"  # a Python that cannot import pyspark

@@ -104,6 +104,25 @@ fi
 
 props="$here/conf/spark-$env_name.properties"
 [[ -f "$props" ]] || die 2 "no $props (choose --env from conf/spark-*.properties)"
+# The value Spark will take for a property, where submit.sh must add to it: the caller's
+# --conf, else the profile's, else the cluster's spark-defaults.conf (which --properties-file
+# overrides key by key).
+spark_defaults="${SPARK_CONF_DIR:-$(dirname "$(dirname "$spark_submit")")/conf}/spark-defaults.conf"
+property_in() {  # KEY FILE: the last value of KEY in a Java properties file
+  [[ -f "$2" ]] || return 0
+  sed -n "s/^[[:space:]]*${1//./\\.}[[:space:]]*[=:[:space:]][[:space:]]*//p" "$2" | tail -1
+}
+setting() {  # KEY
+  local a given="" next=""
+  for a in "${submit_args[@]}"; do
+    [[ -n "$next" && "$a" == "$1="* ]] && given="${a#"$1="}"
+    [[ "$a" == "--conf=$1="* ]] && given="${a#"--conf=$1="}"
+    next=""; [[ "$a" == --conf || "$a" == -c ]] && next=yes
+  done
+  [[ -n "$given" ]] || given="$(property_in "$1" "$props")"
+  [[ -n "$given" ]] || given="$(property_in "$1" "$spark_defaults")"
+  printf '%s' "$given"
+}
 
 case "$deploy_mode" in client|cluster) ;; *) die 2 "--deploy-mode is client or cluster, not '$deploy_mode'" ;; esac
 if [[ "$deploy_mode" == cluster && "$master" == spark://* ]]; then
@@ -127,12 +146,13 @@ if [[ "$master" == spark://* ]]; then
   [[ -n "$reachable" ]] || die 1 "no Spark master is listening at $master (TCP connect failed): start the cluster or fix --master"
 fi
 
-# Event log for the history server: a local directory must exist before Spark writes to it.
-event_dir="$(sed -n 's/^[[:space:]]*spark\.eventLog\.dir[[:space:]]*[=:[:space:]][[:space:]]*//p' "$props" | tail -1)"
-for a in "${submit_args[@]}"; do [[ "$a" == spark.eventLog.dir=* ]] && event_dir="${a#spark.eventLog.dir=}"; done
-if [[ "$event_dir" == file:* || "$event_dir" == /* ]]; then
+# Event log for the history server: a local directory must exist before the driver writes to
+# it (here, in client mode).
+event_dir="$(setting spark.eventLog.dir)"
+if [[ "$deploy_mode" == client && "$(setting spark.eventLog.enabled)" == true
+      && ( "$event_dir" == file:* || "$event_dir" == /* ) ]]; then
   dir="${event_dir#file:}"; dir="/${dir##/}"  # file:/x, file:///x and /x alike
-  mkdir -p "$dir"
+  mkdir -p "$dir" 2>/dev/null || echo "submit.sh: cannot create the event log directory $dir" >&2
 fi
 
 # What submit.sh builds (the code's zip, the packed environment): in the checkout, else (a
@@ -201,16 +221,16 @@ if [[ "$deploy_mode" == client ]]; then
   # The driver runs here: spark.pyspark.python would otherwise apply to it too.
   python_conf+=(--conf "spark.pyspark.driver.python=$local_python")
   # Spark's own logging down to errors on the driver, unless the caller set driver options;
-  # added to the profile's JVM options (--driver-java-options would replace them).
+  # added to the JVM options Spark would otherwise take (--driver-java-options replaces them).
   if [[ " ${submit_args[*]-} " != *" --driver-java-options "* ]]; then
-    profile_opts="$(sed -n 's/^[[:space:]]*spark\.driver\.extraJavaOptions[[:space:]]*[=:[:space:]][[:space:]]*//p' "$props" | tail -1)"
+    given_opts="$(setting spark.driver.extraJavaOptions)"
     # The JVM class-data archive of this Java and Spark, once built (README "Faster start-up"):
     # the driver's JVM starts ~3 s sooner. Nothing when there is none.
     archive_opt="$(cd "$here" && "$local_python" -m spark_jobs.class_archive option 2>/dev/null || true)"
     # Spark splits this string on whitespace but honours quotes and backslashes: %q keeps a
     # checkout path with a space one option (class_archive quotes its own).
     log4j_opt="$(printf %q "-Dlog4j2.configurationFile=file:$here/conf/log4j2.properties")"
-    python_conf+=(--driver-java-options "${profile_opts:+$profile_opts }$log4j_opt${archive_opt:+ $archive_opt}")
+    python_conf+=(--driver-java-options "${given_opts:+$given_opts }$log4j_opt${archive_opt:+ $archive_opt}")
   fi
 fi
 

@@ -205,6 +205,34 @@ def test_submit_sh_merges_the_users_files_with_its_own(tmp_path):
                      "--archives": ["/x/c d.tgz#c"]}
 
 
+def test_submit_sh_adds_to_the_drivers_java_options_spark_would_take(tmp_path):
+    """--driver-java-options replaces spark.driver.extraJavaOptions: submit.sh's own options
+    (log4j, class-data archive) dropped a cluster's (spark-defaults.conf: -Dhdp.version=...,
+    a krb5.conf) and the caller's --conf."""
+    spark = fake_spark_home(tmp_path)
+    (spark / "conf").mkdir()
+    (spark / "conf" / "spark-defaults.conf").write_text(
+        "spark.master yarn\nspark.driver.extraJavaOptions   -Dhdp.version=3.1.5 -Dx=1\n")
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, SPARK_HOME=str(spark),
+               IMAGE_ETL_BUILD_DIR=str(tmp_path / "build"))
+    env.pop("SPARK_CONF_DIR", None)
+
+    def java_options(*args):
+        proc = subprocess.run([str(ROOT / "submit.sh"), *args, "--", "--help"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        given = proc.stdout.splitlines()
+        return given[given.index("--driver-java-options") + 1]
+
+    assert java_options("--master", "yarn").startswith("-Dhdp.version=3.1.5 -Dx=1 -Dlog4j2.")
+    assert java_options("--master", "yarn", "--conf", "spark.driver.extraJavaOptions=-Dmine=2"
+                        ).startswith("-Dmine=2 -Dlog4j2.")
+    assert java_options("--master", "yarn", "--conf=spark.driver.extraJavaOptions=-Dmine=3"
+                        ).startswith("-Dmine=3 -Dlog4j2.")
+    # the profile's (local: -XX:TieredStopAtLevel=1 ...) wins over spark-defaults.conf, as in Spark
+    assert java_options("--master", "local[2]").startswith("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dlog4j2.")
+
+
 def test_submit_sh_in_cluster_deploy_mode_needs_the_nodes_python(tmp_path):
     """This machine's Python path was handed to the nodes, where the driver then failed."""
     env = dict(os.environ, SPARK_HOME=str(fake_spark_home(tmp_path)), IMAGE_ETL_BUILD_DIR=str(tmp_path / "build"))

@@ -130,6 +130,12 @@ if [[ "$deploy_mode" == cluster && "$master" == spark://* ]]; then
   # python applications on standalone clusters"); say so before starting a JVM.
   die 2 "Spark standalone cannot run a Python application in cluster deploy mode: use client mode (the default) with a spark:// master, or YARN / Kubernetes for a driver inside the cluster"
 fi
+if [[ " $* " == *" --demo "* && "$master" != local* ]]; then
+  # the samples and ./output/demo are this machine's files
+  [[ "$deploy_mode" == client ]] \
+    || die 2 "--demo runs on this checkout's samples/, which a driver on a node does not have: use client mode, or give --input and --output instead"
+  echo "submit.sh: --demo reads $here/samples and writes ./output/demo on this machine: executors on other machines cannot reach them (give --input and --output on shared storage)" >&2
+fi
 if [[ -n "$package" && "$master" == local* ]]; then
   die 2 "--package ships an environment to cluster executors; local mode runs $python directly"
 fi

@@ -233,6 +233,18 @@ def test_submit_sh_adds_to_the_drivers_java_options_spark_would_take(tmp_path):
     assert java_options("--master", "local[2]").startswith("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dlog4j2.")
 
 
+def test_submit_sh_says_the_demo_needs_this_machines_disk(tmp_path):
+    """--demo in cluster deploy mode sent a driver to a node without the samples."""
+    env = dict(os.environ, PYSPARK_PYTHON="/opt/image-etl/bin/python", SPARK_HOME=str(fake_spark_home(tmp_path)),
+               IMAGE_ETL_BUILD_DIR=str(tmp_path / "build"))
+    submit = [str(ROOT / "submit.sh"), "--master", "yarn"]
+    proc = subprocess.run([*submit, "--deploy-mode", "cluster", "--", "--demo"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--demo runs on this checkout's samples/" in proc.stderr
+    proc = subprocess.run([*submit, "--", "--demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "executors on other machines cannot reach them" in proc.stderr
+
+
 def test_submit_sh_in_cluster_deploy_mode_needs_the_nodes_python(tmp_path):
     """This machine's Python path was handed to the nodes, where the driver then failed."""
     env = dict(os.environ, SPARK_HOME=str(fake_spark_home(tmp_path)), IMAGE_ETL_BUILD_DIR=str(tmp_path / "build"))

@@ -325,8 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)  # exits with code 2 on bad arguments
     logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if cfg.log_level != "DEBUG":  # py4j logs every connection it closes at INFO
-        logging.getLogger("py4j").setLevel(logging.WARNING)
+    # py4j logs every connection it closes at INFO, and every command to the JVM and its
+    # answer at DEBUG (~1 MB for the demo, drowning the job's own lines)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     if not cfg.incremental and (cfg.compact or cfg.retry_errors):
         log.warning("--compact and --retry-errors are for --incremental runs: a full run reads "
                     "every file and leaves one run of images/")

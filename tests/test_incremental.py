@@ -496,6 +496,21 @@ def test_a_closed_stdout_does_not_fail_a_committed_run(tmp_path):
     assert (records(out)["p1"]["status"], records(out)["p1"]["exit_code"]) == ("succeeded", 0)
 
 
+def test_debug_logging_is_the_jobs_and_sparks_not_py4js(tmp_path):
+    """--log-level DEBUG printed py4j's trace of every call to the JVM: ~1 MB for the demo."""
+    log_file = tmp_path / "stderr.txt"
+    with log_file.open("w") as stderr:
+        proc = subprocess.run(
+            [sys.executable, "-m", "spark_jobs.image_features", "--demo", "--output", str(tmp_path / "out"),
+             "--log-level", "DEBUG", "--conf", "spark.ui.enabled=false"],
+            cwd=ROOT, env=dict(os.environ, PYSPARK_PYTHON=sys.executable), stdout=subprocess.DEVNULL,
+            stderr=stderr, timeout=300)
+    assert proc.returncode == 0
+    text = log_file.read_text()
+    assert "py4j" not in text and len(text) < 20_000
+    assert "INFO spark_jobs.image_features: run " in text
+
+
 def test_error_rate_above_limit_exits_4_but_commits(spark, tmp_path):
     out = tmp_path / "out"
     assert run_job("--input", str(SAMPLES), "--output", str(out), "--max-error-rate", "0.2") == 4

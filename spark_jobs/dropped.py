@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 from urllib.parse import quote
 
+from spark_jobs.exit_codes import first_line
 from spark_jobs.globs import glob_regex, join_glob, split_glob
 
 log = logging.getLogger(__name__)
@@ -20,18 +21,19 @@ class Dropped(NamedTuple):
 
     empty: list[tuple]  # 0-byte files (Spark's file index holds them; its scan drops them)
     unnamable: list[tuple]  # local files whose names are not UTF-8 (see _unnamable_files)
+    unlisted: list[str]  # inputs pyarrow could not list (their empty files are not in ``empty``)
 
 
 def dropped_files(inputs: list[str], glob: str) -> Dropped:
     """The files Spark's listing drops, named as Spark names paths, found with pyarrow.fs
-    (local, HDFS, S3, GCS, Azure); none where it cannot list.
+    (local, HDFS, S3, GCS, Azure); the inputs it cannot list are returned as ``unlisted``.
 
     Inputs are matched as Spark matches them: a glob in an input (``/lake/*/2024``) selects
     files and folders, searched recursively; names starting with '.' below them are skipped.
     """
     from pyarrow import fs
 
-    empty, unnamable = {}, {}  # by path: inputs may overlap
+    empty, unnamable, unlisted = {}, {}, []  # by path: inputs may overlap
     for uri in inputs:
         scheme = uri.split("://", 1)[0] if "://" in uri else "file"
         base, pattern = split_glob(uri)
@@ -42,7 +44,8 @@ def dropped_files(inputs: list[str], glob: str) -> Dropped:
                 if info.type == fs.FileType.Directory else [info]
             )
         except Exception as e:  # noqa: BLE001 - Spark's own listing stays authoritative
-            log.warning("cannot look for empty files under %s (%s): they get no row", uri, e)
+            log.info("pyarrow cannot list %s (%s)", uri, first_line(e))
+            unlisted.append(uri)
             continue
         taken = _taken(root, pattern, glob)
         undecodable = False
@@ -63,7 +66,7 @@ def dropped_files(inputs: list[str], glob: str) -> Dropped:
         log.warning("%d file(s) have names that are not UTF-8, which Spark cannot open (rename "
                     "them): their rows name them with \\x escapes and say unreadable (or empty)",
                     len(unnamable))
-    return Dropped(list(empty.values()), list(unnamable.values()))
+    return Dropped(list(empty.values()), list(unnamable.values()), unlisted)
 
 
 def _taken(root: str, pattern: str, glob: str):
@@ -156,6 +159,6 @@ def python_can_read(inputs: list[str]) -> bool:
         except Exception as e:  # noqa: BLE001 - no credentials, no libhdfs, unknown scheme...
             log.warning("pyarrow cannot reach %s (%s): Spark reads every file up to "
                         "--max-file-bytes, and a file needs several times its size of "
-                        "executor heap", uri, e)
+                        "executor heap", uri, first_line(e))
             return False
     return True

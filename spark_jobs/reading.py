@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import NamedTuple
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
@@ -11,7 +12,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs.config import JobConfig
-from spark_jobs.dropped import dropped_files, python_can_read
+from spark_jobs.dropped import EPOCH, dropped_files, python_can_read
+from spark_jobs.exit_codes import first_line
 from spark_jobs.globs import GLOB_CHARS, glob_escape, glob_regex, join_glob, split_glob
 from spark_jobs.storage import Storage
 
@@ -91,8 +93,8 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
 
     Spark lists the inputs once, here (``source`` is read from without listing again). Its
     file index drops 0-byte files, so those are found by a second, metadata-only listing
-    (``dropped_files``, with local files whose names are not UTF-8) and added: every file
-    gets its row.
+    (``dropped_files``, with local files whose names are not UTF-8; where pyarrow cannot
+    list, through Spark's file index) and added: every file gets its row.
     """
     storage = Storage(spark)
     inputs = literal_inputs(storage, cfg.inputs)
@@ -102,11 +104,14 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
         dropped_listing = pool.submit(dropped_files, inputs, cfg.glob)
         source = _reader(spark, cfg.glob).load(inputs)
         dropped = dropped_listing.result()
+    empty = dropped.empty
+    if dropped.unlisted:  # Spark's file index finds them instead, under every input
+        empty = _empty_files_in_index(spark, storage, source, dropped.unlisted)
     files = source.select(*METADATA)
-    if dropped.empty:
-        log.info("%d empty file(s) listed", len(dropped.empty))
-    if dropped.empty or dropped.unnamable:
-        rows = _arrow_table(dropped.empty + dropped.unnamable)
+    if empty:
+        log.info("%d empty file(s) listed", len(empty))
+    if empty or dropped.unnamable:
+        rows = _arrow_table(empty + dropped.unnamable)
         files = files.unionByName(spark.createDataFrame(rows, METADATA_SCHEMA))
     # The file index holds the 0-byte files too (its scan drops them), not the unnamable.
     found = len(source._jdf.inputFiles()) + len(dropped.unnamable)
@@ -145,6 +150,42 @@ def under_inputs(storage: Storage, inputs: list[str], name_glob: str) -> Column:
         return scope
     name = glob_regex(name_glob).pattern.removesuffix(r"\Z")
     return scope & F.col("path").rlike("(?s)(?:^|/)" + name + r"\z")
+
+
+def _empty_files_in_index(spark: SparkSession, storage: Storage, source: DataFrame,
+                          unlisted: list[str]) -> list[tuple]:
+    """The 0-byte files of the listing, for inputs pyarrow cannot list (HDFS without
+    libhdfs, viewfs:, a store pyarrow has no credentials for), found through Spark's own
+    file index: it holds them and its scans drop them. The index says how many there are
+    (no request); only if there are any does one metadata scan name the files it lacks,
+    each then looked at once. Its own names for the files, so no glob or hidden-name rule
+    needs repeating here."""
+    jvm = spark.sparkContext._jvm
+    try:  # Spark's internals (a binaryFile load is a LogicalRelation over a file index)
+        index = source._jdf.queryExecution().analyzed().relation().location()
+        nothing = jvm.PythonUtils.toSeq([])
+        scanned = index.listFiles(nothing, nothing)
+        n_empty = index.allFiles().size() - sum(scanned.apply(i).files().size()
+                                                for i in range(scanned.size()))
+    except Exception as e:  # noqa: BLE001 - another Spark version: the files go without rows
+        log.warning("cannot look for empty files under %s (%s): they get no row",
+                    " ".join(unlisted), first_line(e))
+        return []
+    if n_empty <= 0:
+        return []
+    uris = spark._jsparkSession.createDataset(
+        jvm.scala.collection.immutable.ArraySeq.unsafeWrapArray(source._jdf.inputFiles()),
+        jvm.org.apache.spark.sql.Encoders.STRING())
+    # inputFiles() names files as URIs ('a%20b.jpg'), the scan as paths ('a b.jpg');
+    # url_decode would read a '+' as a space
+    named = DataFrame(uris.toDF(jvm.PythonUtils.toSeq(["uri"])), spark).select(
+        F.url_decode(F.replace("uri", F.lit("+"), F.lit("%2B"))).alias("path"))
+    rows = []
+    for (path,) in named.join(source.select("path"), "path", "left_anti").collect():  # names, few
+        status = storage.length_and_modified_ms(path)
+        if status is not None and status[0] == 0:  # else gone since the listing
+            rows.append((path, 0, EPOCH + timedelta(milliseconds=status[1])))
+    return rows
 
 
 def _arrow_table(rows: list[tuple]):

@@ -52,13 +52,20 @@ class Storage:
     def modified_ms(self, uri: str) -> int | None:
         """A file's modification time (ms since the epoch, the file system's clock), None
         when it does not exist."""
+        status = self.length_and_modified_ms(uri)
+        return None if status is None else status[1]
+
+    def length_and_modified_ms(self, uri: str) -> tuple[int, int] | None:
+        """A file's length and modification time (ms since the epoch), None when it does
+        not exist."""
         path, fs = self._path(uri)
         try:
-            return int(fs.getFileStatus(path).getModificationTime())
+            status = fs.getFileStatus(path)
         except Py4JJavaError as e:
             if self._raised(e, "java.io.FileNotFoundException"):
                 return None
             raise
+        return int(status.getLen()), int(status.getModificationTime())
 
     def clock_ms(self, folder: str) -> int:
         """The file system's time now (ms since the epoch): the modification time of a file

@@ -324,6 +324,38 @@ def test_empty_files_are_found_where_spark_looks(spark, tmp_path, inputs):
     assert len(ours) == len(set(ours)) and set(ours) == spark_empty and spark_empty
 
 
+def test_empty_files_get_rows_where_pyarrow_cannot_list(spark, tmp_path):
+    """Under an input pyarrow cannot list (HDFS without libhdfs, viewfs:, a store it has no
+    credentials for), 0-byte files got no row and were counted as gone: Spark's own file
+    index finds them. viewfs: mounts local folders under a scheme only Hadoop knows."""
+    (tmp_path / "in" / "m y").mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "in" / "fine.jpg")
+    (tmp_path / "in" / "m y" / "e+1 100%.jpg").touch()  # a name URIs escape
+    for other in ("notes.txt", ".hidden.jpg"):  # not taken: no row
+        (tmp_path / "in" / other).touch()
+    mount = f"t{time.time_ns()}"  # Hadoop caches a file system per authority: a table of its own
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    for folder in ("in", "out"):
+        hadoop.set(f"fs.viewfs.mounttable.{mount}.link./{folder}", f"file://{tmp_path}/{folder}")
+    args = ["--input", f"viewfs://{mount}/in", "--output", f"viewfs://{mount}/out", "--incremental"]
+    empty = f"viewfs://{mount}/in/m y/e+1 100%.jpg"
+
+    def state(run_id):
+        run = spark.read.parquet(str(tmp_path / "out" / "runs")).where(f"run_id = '{run_id}'").first()
+        rows = spark.read.parquet(str(tmp_path / "out" / "images")).where(f"run_id = '{run_id}'").collect()
+        return {r.path: r.error_kind or ("deleted" if r.deleted else "ok") for r in rows}, \
+            (run.n_listed, run.n_processed, run.n_deleted, run.n_gone)
+
+    assert run_job(*args, "--run-id", "r1") == 0
+    assert state("r1") == ({f"viewfs://{mount}/in/fine.jpg": "ok", empty: "empty"}, (2, 2, 0, 0))
+    assert run_job(*args, "--run-id", "r2") == 0  # the same again: unchanged, not deleted
+    assert state("r2") == ({}, (2, 0, 0, 0))
+    (tmp_path / "in" / "m y" / "e+1 100%.jpg").unlink()
+    assert run_job(*args, "--run-id", "r3") == 0
+    assert state("r3") == ({empty: "deleted"}, (1, 0, 1, 0))
+
+
 @pytest.mark.parametrize("read_mode", ["executor", "spark"])
 def test_file_names_that_are_not_utf8_get_a_row_and_never_fail_the_run(spark, tmp_path, read_mode):
     """Hadoop cannot name such a file (its listing silently drops it) and pyarrow's listing

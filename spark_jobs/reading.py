@@ -105,8 +105,10 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
         source = _reader(spark, cfg.glob).load(inputs)
         dropped = dropped_listing.result()
     empty = dropped.empty
-    if dropped.unlisted:  # Spark's file index finds them instead, under every input
-        empty = _empty_files_in_index(spark, storage, source, dropped.unlisted)
+    if dropped.unlisted:  # Spark's file index finds them instead (inputs may overlap)
+        listed = {row[0] for row in empty}
+        empty = empty + [row for row in _empty_files_in_index(spark, storage, source, dropped.unlisted)
+                  if row[0] not in listed]
     files = source.select(*METADATA)
     if empty:
         log.info("%d empty file(s) listed", len(empty))
@@ -176,10 +178,12 @@ def _empty_files_in_index(spark: SparkSession, storage: Storage, source: DataFra
     uris = spark._jsparkSession.createDataset(
         jvm.scala.collection.immutable.ArraySeq.unsafeWrapArray(source._jdf.inputFiles()),
         jvm.org.apache.spark.sql.Encoders.STRING())
-    # inputFiles() names files as URIs ('a%20b.jpg'), the scan as paths ('a b.jpg');
-    # url_decode would read a '+' as a space
+    # inputFiles() names files as URIs, the scan as Hadoop paths: 'file:///a%20b.jpg' is
+    # 'file:/a b.jpg' (url_decode would read a '+' as a space)
+    decoded = F.url_decode(F.replace("uri", F.lit("+"), F.lit("%2B")))
     named = DataFrame(uris.toDF(jvm.PythonUtils.toSeq(["uri"])), spark).select(
-        F.url_decode(F.replace("uri", F.lit("+"), F.lit("%2B"))).alias("path"))
+        F.regexp_replace(decoded, r"^([A-Za-z][A-Za-z0-9+.-]*):///", "$1:/").alias("path"))
+    named = named.where(under_inputs(storage, unlisted, "*"))  # pyarrow listed the others
     rows = []
     for (path,) in named.join(source.select("path"), "path", "left_anti").collect():  # names, few
         status = storage.length_and_modified_ms(path)

@@ -121,6 +121,22 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
                    under_inputs(storage, inputs, cfg.glob))
 
 
+def on_default_fs(storage: Storage, inputs: list[str]) -> list[str]:
+    """The inputs with the default file system's URI given to those without a scheme, when
+    that is not the local one (fs.defaultFS=hdfs://... on a cluster): '/data/images' is then
+    read as Spark reads it, from HDFS, not as a local folder (executor reads, pyarrow)."""
+    if storage.default_scheme() == "file":
+        return inputs
+    qualified = []
+    for uri in inputs:
+        if "://" in uri or uri.startswith("file:"):
+            qualified.append(uri)
+            continue
+        base, pattern = split_glob(uri)
+        qualified.append(join_glob(storage.qualify(base or "/"), pattern))
+    return qualified
+
+
 def literal_inputs(storage: Storage, inputs: list[str]) -> list[str]:
     """The inputs as Spark's listing takes them: Spark matches every input as a glob, so
     one whose name holds glob characters (a folder 'photos [2024]', 'a{b}.jpg') matched

@@ -36,6 +36,11 @@ class Storage:
         path, fs = self._path(uri)
         return bool(fs.exists(path))
 
+    def default_scheme(self) -> str:
+        """The scheme of the default file system (fs.defaultFS): 'file', or 'hdfs' on most
+        clusters, where a path without a scheme names a file there."""
+        return str(self._jvm.org.apache.hadoop.fs.FileSystem.getDefaultUri(self._conf).getScheme() or "file")
+
     def qualify(self, uri: str) -> str:
         """``uri`` as Spark's listing names what lies under it: /x -> file:/x (or
         hdfs://namenode:8020/x where that is the default file system)."""

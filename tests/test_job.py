@@ -359,6 +359,28 @@ def test_empty_files_get_rows_where_pyarrow_cannot_list(spark, tmp_path):
     assert state("r3") == ({empty: "deleted"}, (2, 0, 1, 0))
 
 
+def test_paths_without_a_scheme_are_on_the_default_file_system(spark, tmp_path):
+    """With fs.defaultFS=hdfs://... (a cluster's usual setting), '--input /data' was taken for
+    a local folder: the Python workers read local files of that name, or failed the run, and
+    the empty files were looked for on the local disk. viewfs: stands in for HDFS here."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "in" / "fine.jpg")
+    (tmp_path / "in" / "zero.jpg").touch()
+    mount = f"d{time.time_ns()}"
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    default = hadoop.get("fs.defaultFS")
+    for folder in ("in", "out"):
+        hadoop.set(f"fs.viewfs.mounttable.{mount}.link./{folder}", f"file://{tmp_path}/{folder}")
+    hadoop.set("fs.defaultFS", f"viewfs://{mount}/")
+    try:
+        assert run_job("--input", "/in", "--output", "/out") == 0
+    finally:
+        hadoop.set("fs.defaultFS", default)
+    rows = {r.path: r.error_kind for r in spark.read.parquet(str(tmp_path / "out" / "images")).collect()}
+    assert rows == {f"viewfs://{mount}/in/fine.jpg": None, f"viewfs://{mount}/in/zero.jpg": "empty"}
+
+
 @pytest.mark.parametrize("read_mode", ["executor", "spark"])
 def test_file_names_that_are_not_utf8_get_a_row_and_never_fail_the_run(spark, tmp_path, read_mode):
     """Hadoop cannot name such a file (its listing silently drops it) and pyarrow's listing

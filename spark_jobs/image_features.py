@@ -206,10 +206,15 @@ def read_skipped(spark, cfg: JobConfig, work, staged: str) -> dict:
     from pyspark.sql import Observation
 
     from spark_jobs import reading, transform, writing
+    from spark_jobs.dropped import python_can_read
 
     skipped = work.join(writing.read_parquet(spark, staged).select("path"), "path", "left_anti")
     observed = Observation("skipped")
-    images = transform.image_table(reading.read_by_python(skipped), cfg.extract)
+    if python_can_read(cfg.inputs):
+        images = transform.image_table(reading.read_by_python(skipped), cfg.extract)
+    else:  # pyarrow cannot reach the input (HDFS without libhdfs): trying would fail the run
+        images = transform.unreadable_table(
+            skipped, "Spark could not read it (its warnings say why), and pyarrow cannot reach the input")
     writing.stage_more(images.observe(observed, *transform.run_metrics()), staged)
     return observed.get
 

@@ -6,9 +6,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from udfs.aggregate import HIST_BINS
-from udfs.errors import EMPTY, ERROR_KINDS, TOO_LARGE
+from udfs.errors import EMPTY, ERROR_KINDS, TOO_LARGE, UNREADABLE
 from udfs.extract import FEATURE_FIELDS, ExtractOptions
 from udfs.spark_udf import (
+    FEATURES_TYPE,
     FILE_FEATURES_TYPE,
     HISTOGRAM_SUMS_SCHEMA,
     make_features_mapper,
@@ -81,6 +82,20 @@ def run_metrics() -> list[Column]:
 def image_table(files: DataFrame, opts: ExtractOptions) -> DataFrame:
     """Files with content -> the public images table (IMAGE_COLUMNS)."""
     return files.transform(with_features, opts).transform(with_derived)
+
+
+def unreadable_table(files: DataFrame, error: str) -> DataFrame:
+    """Files no reader here can read -> their ``unreadable`` rows, without reading them."""
+    # nullable, as the columns of read files are (a bare literal is not)
+    given = {"error_kind": F.when(F.col("path").isNotNull(), UNREADABLE),
+             "error": F.when(F.col("path").isNotNull(), error)}
+    return files.select(
+        "path",
+        label_of(F.col("path")).alias("label"),
+        F.col("length").alias("size_bytes"),
+        F.col("modificationTime").alias("modification_time"),
+        *[given.get(f.name, F.lit(None)).cast(f.dataType).alias(f.name) for f in FEATURES_TYPE.fields],
+    ).transform(with_derived)
 
 
 def summarize(images: DataFrame) -> DataFrame:

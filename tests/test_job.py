@@ -359,6 +359,29 @@ def test_empty_files_get_rows_where_pyarrow_cannot_list(spark, tmp_path):
     assert state("r3") == ({empty: "deleted"}, (2, 0, 1, 0))
 
 
+def test_a_file_spark_cannot_read_gets_a_row_where_pyarrow_cannot_reach_either(spark, tmp_path):
+    """A file whose bytes Spark cannot read goes to a Python worker, which read it through
+    pyarrow: where pyarrow cannot reach the input (HDFS without libhdfs), that failed the run,
+    and every later one. A checksum that does not match the bytes makes Hadoop refuse them."""
+    import struct
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    for name in ("fine.jpg", "bad.jpg"):
+        shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "in" / name)
+    chunks = -(-(tmp_path / "in" / "bad.jpg").stat().st_size // 512)
+    (tmp_path / "in" / ".bad.jpg.crc").write_bytes(b"crc\0" + struct.pack(">i", 512) + b"\0" * 4 * chunks)
+    mount = f"c{time.time_ns()}"
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    for folder in ("in", "out"):
+        hadoop.set(f"fs.viewfs.mounttable.{mount}.link./{folder}", f"file://{tmp_path}/{folder}")
+    assert run_job("--input", f"viewfs://{mount}/in", "--output", f"viewfs://{mount}/out") == 0
+    images = spark.read.parquet(str(tmp_path / "out" / "images"))
+    assert {Path(r.path).name: r.error_kind for r in images.collect()} == {"fine.jpg": None, "bad.jpg": "unreadable"}
+    bad = images.where("error_kind = 'unreadable'").first()
+    assert "pyarrow cannot reach" in bad.error and bad.size_bytes > 0 and bad.gray_hist is None
+
+
 def test_paths_without_a_scheme_are_on_the_default_file_system(spark, tmp_path):
     """With fs.defaultFS=hdfs://... (a cluster's usual setting), '--input /data' was taken for
     a local folder: the Python workers read local files of that name, or failed the run, and

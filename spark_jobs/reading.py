@@ -102,7 +102,16 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
     # run them side by side.
     with ThreadPoolExecutor(1) as pool:
         dropped_listing = pool.submit(dropped_files, inputs, cfg.glob)
-        source = _reader(spark, cfg.glob).load(inputs)
+        try:
+            source = _reader(spark, cfg.glob).load(inputs)
+        except Exception as e:
+            if "Relative path in absolute URI" not in first_line(e):
+                raise
+            # 'a:b.jpg' on viewfs: or an object store (HDFS forbids ':'): no file of the input
+            # can be listed while it is there, whatever --glob says
+            raise OSError(f"Hadoop cannot list {' '.join(inputs)}: a file name holds a ':', "
+                          f"which its listing takes for a URI scheme ({first_line(e)}); rename "
+                          f"or move that file") from e
         dropped = dropped_listing.result()
     empty = dropped.empty
     if dropped.unlisted:  # Spark's file index finds them instead (inputs may overlap)

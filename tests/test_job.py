@@ -382,6 +382,20 @@ def test_a_file_spark_cannot_read_gets_a_row_where_pyarrow_cannot_reach_either(s
     assert "pyarrow cannot reach" in bad.error and bad.size_bytes > 0 and bad.gray_hist is None
 
 
+def test_a_name_hadoop_cannot_list_is_said(spark, tmp_path, caplog):
+    """A ':' in a file name fails Hadoop's listing on viewfs: (and object stores): the run
+    failed with a bare URISyntaxException."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "in" / "10:30.jpg")
+    mount = f"n{time.time_ns()}"
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    for folder in ("in", "out"):
+        hadoop.set(f"fs.viewfs.mounttable.{mount}.link./{folder}", f"file://{tmp_path}/{folder}")
+    assert run_job("--input", f"viewfs://{mount}/in", "--output", f"viewfs://{mount}/out") == 1
+    assert "a file name holds a ':'" in caplog.text and "10:30.jpg" in caplog.text
+
+
 def test_paths_without_a_scheme_are_on_the_default_file_system(spark, tmp_path):
     """With fs.defaultFS=hdfs://... (a cluster's usual setting), '--input /data' was taken for
     a local folder: the Python workers read local files of that name, or failed the run, and

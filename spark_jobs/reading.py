@@ -107,8 +107,8 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
         except Exception as e:
             if "Relative path in absolute URI" not in first_line(e):
                 raise
-            # 'a:b.jpg' on viewfs: or an object store (HDFS forbids ':'): no file of the input
-            # can be listed while it is there, whatever --glob says
+            # 'a:b.jpg' on viewfs: (and object stores: a limit of Hadoop's paths; HDFS forbids
+            # the name): no file of the input can be listed while it is there, whatever --glob says
             raise OSError(f"Hadoop cannot list {' '.join(inputs)}: a file name holds a ':', "
                           f"which its listing takes for a URI scheme ({first_line(e)}); rename "
                           f"or move that file") from e
@@ -116,8 +116,8 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
     empty = dropped.empty
     if dropped.unlisted:  # Spark's file index finds them instead (inputs may overlap)
         listed = {row[0] for row in empty}
-        empty = empty + [row for row in _empty_files_in_index(spark, storage, source, dropped.unlisted)
-                  if row[0] not in listed]
+        found_by_spark = _empty_files_in_index(spark, storage, source, dropped.unlisted)
+        empty = empty + [row for row in found_by_spark if row[0] not in listed]
     files = source.select(*METADATA)
     if empty:
         log.info("%d empty file(s) listed", len(empty))

@@ -100,7 +100,8 @@ def compact_images(spark: SparkSession, storage: Storage, output: str, run_id: s
     started from (the latest row per path, tombstones dropped), then delete them; False when
     there was nothing to do. This run's own rows stay as they are.
 
-    The compacted run is ``<the latest of them>.compacted``, so it sorts after them and
+    The compacted run is ``<the latest of them>.compacted`` (or that latest itself, when it
+    is a compacted run that a killed compaction left beside the runs), so it sorts after them and
     before this run, and a retry of this run id still finds the state it started from
     (compacted into this run's own id, a retry found no earlier state and replaced it with
     only its own inputs' files). A path whose tombstone is dropped has no row in the new run,
@@ -114,7 +115,8 @@ def compact_images(spark: SparkSession, storage: Storage, output: str, run_id: s
     earlier = [r for r in runs if r < run_id]
     if len(earlier) < 2:
         return False
-    into = f"{earlier[-1]}{COMPACTED}"
+    # a compaction killed before it deleted the runs it merged is redone into its own run
+    into = earlier[-1] if earlier[-1].endswith(COMPACTED) else f"{earlier[-1]}{COMPACTED}"
     if into >= run_id:  # ids that sort too close ('r1' then 'r1-b'): no id between them
         log.warning("images/: not compacted by run %s: no run id sorts between %s and it",
                     run_id, earlier[-1])
@@ -122,7 +124,8 @@ def compact_images(spark: SparkSession, storage: Storage, output: str, run_id: s
     state = current_rows(spark, storage, output, before_run=run_id).where(~F.col("deleted"))
     write_run(storage, state.drop("run_id"), output, "images", into, settings)
     for run in earlier:
-        storage.delete(run_uri(output, "images", run))
+        if run != into:
+            storage.delete(run_uri(output, "images", run))
     log.info("images/: %d runs compacted into run %s", len(earlier), into)
     return True
 

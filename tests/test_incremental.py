@@ -347,6 +347,10 @@ def test_a_compaction_killed_between_deletions_leaves_the_state(spark, tmp_path,
     assert run_job(*args, "--compact", "--run-id", "r3") == 1
     monkeypatch.undo()
     assert deleted[0].endswith("run_id=r1") and current_state(spark, out) == state
+    # its rerun redoes the compaction into the same run (it was named r2.compacted.compacted)
+    assert committed(out)["images"] == ["r2", "r2.compacted"]
+    assert run_job(*args, "--compact", "--run-id", "r3") == 0
+    assert committed(out)["images"] == ["r2.compacted"] and current_state(spark, out) == state
 
 
 def test_a_retried_compacting_run_keeps_what_lies_outside_its_inputs(spark, tmp_path):

@@ -324,6 +324,17 @@ def test_empty_files_are_found_where_spark_looks(spark, tmp_path, inputs):
     assert len(ours) == len(set(ours)) and set(ours) == spark_empty and spark_empty
 
 
+def viewfs_mount(spark, tmp_path) -> str:
+    """A viewfs: mount table (a scheme only Hadoop knows, as HDFS is to a pyarrow without
+    libhdfs) linking /in and /out to tmp_path's folders; returns its name. Hadoop caches a
+    file system per authority: each test gets a table of its own."""
+    mount = f"m{time.time_ns()}"
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    for folder in ("in", "out"):
+        hadoop.set(f"fs.viewfs.mounttable.{mount}.link./{folder}", f"file://{tmp_path}/{folder}")
+    return mount
+
+
 def test_empty_files_get_rows_where_pyarrow_cannot_list(spark, tmp_path):
     """Under an input pyarrow cannot list (HDFS without libhdfs, viewfs:, a store it has no
     credentials for), 0-byte files got no row and were counted as gone: Spark's own file
@@ -336,10 +347,7 @@ def test_empty_files_get_rows_where_pyarrow_cannot_list(spark, tmp_path):
     for other in ("notes.txt", ".hidden.jpg"):  # not taken: no row
         (tmp_path / "in" / other).touch()
     (tmp_path / "local" / "z ero.jpg").touch()  # an input pyarrow lists, beside: named once, as Spark does
-    mount = f"t{time.time_ns()}"  # Hadoop caches a file system per authority: a table of its own
-    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
-    for folder in ("in", "out"):
-        hadoop.set(f"fs.viewfs.mounttable.{mount}.link./{folder}", f"file://{tmp_path}/{folder}")
+    mount = viewfs_mount(spark, tmp_path)
     args = ["--input", f"viewfs://{mount}/in", str(tmp_path / "local"), "--output", f"viewfs://{mount}/out",
             "--incremental"]
     empty, local = f"viewfs://{mount}/in/m y/e+1 100%.jpg", f"file:{tmp_path}/local/z ero.jpg"
@@ -371,10 +379,7 @@ def test_a_file_spark_cannot_read_gets_a_row_where_pyarrow_cannot_reach_either(s
         shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "in" / name)
     chunks = -(-(tmp_path / "in" / "bad.jpg").stat().st_size // 512)
     (tmp_path / "in" / ".bad.jpg.crc").write_bytes(b"crc\0" + struct.pack(">i", 512) + b"\0" * 4 * chunks)
-    mount = f"c{time.time_ns()}"
-    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
-    for folder in ("in", "out"):
-        hadoop.set(f"fs.viewfs.mounttable.{mount}.link./{folder}", f"file://{tmp_path}/{folder}")
+    mount = viewfs_mount(spark, tmp_path)
     assert run_job("--input", f"viewfs://{mount}/in", "--output", f"viewfs://{mount}/out") == 0
     images = spark.read.parquet(str(tmp_path / "out" / "images"))
     assert {Path(r.path).name: r.error_kind for r in images.collect()} == {"fine.jpg": None, "bad.jpg": "unreadable"}
@@ -388,10 +393,7 @@ def test_a_name_hadoop_cannot_list_is_said(spark, tmp_path, caplog):
     (tmp_path / "in").mkdir()
     (tmp_path / "out").mkdir()
     shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "in" / "10:30.jpg")
-    mount = f"n{time.time_ns()}"
-    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
-    for folder in ("in", "out"):
-        hadoop.set(f"fs.viewfs.mounttable.{mount}.link./{folder}", f"file://{tmp_path}/{folder}")
+    mount = viewfs_mount(spark, tmp_path)
     assert run_job("--input", f"viewfs://{mount}/in", "--output", f"viewfs://{mount}/out") == 1
     assert "a file name holds a ':'" in caplog.text and "10:30.jpg" in caplog.text
 
@@ -404,11 +406,9 @@ def test_paths_without_a_scheme_are_on_the_default_file_system(spark, tmp_path):
     (tmp_path / "out").mkdir()
     shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "in" / "fine.jpg")
     (tmp_path / "in" / "zero.jpg").touch()
-    mount = f"d{time.time_ns()}"
+    mount = viewfs_mount(spark, tmp_path)
     hadoop = spark.sparkContext._jsc.hadoopConfiguration()
     default = hadoop.get("fs.defaultFS")
-    for folder in ("in", "out"):
-        hadoop.set(f"fs.viewfs.mounttable.{mount}.link./{folder}", f"file://{tmp_path}/{folder}")
     hadoop.set("fs.defaultFS", f"viewfs://{mount}/")
     try:
         assert run_job("--input", "/in", "--output", "/out") == 0

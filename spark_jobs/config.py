@@ -70,9 +70,14 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " ")
 
 
+def has_scheme(uri: str) -> bool:
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", uri) is not None
+
+
 def absolute(uri: str) -> str:
-    """A path without a scheme, made absolute against the working directory (as Spark does)."""
-    return uri if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", uri) else os.path.abspath(uri)
+    """A path without a scheme, made absolute against the working directory (as Spark does
+    on the local file system)."""
+    return uri if has_scheme(uri) else os.path.abspath(uri)
 
 
 # Names of files the job writes under its output (Parquet parts, Spark's markers, run
@@ -283,13 +288,15 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         parser.error(f"--env {a.env}: no {profile.name} (have: {', '.join(have) or 'none'})")
     if a.run_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", a.run_id):
         parser.error("--run-id may only hold letters, digits, '.', '_' and '-'")
-    inputs, output = [absolute(u) for u in a.input], absolute(a.output).rstrip("/") or "/"
+    # kept as given: a path without a scheme is resolved once the session knows the default
+    # file system (reading.on_default_fs): relative to /user/<name> on HDFS, not to this folder
+    inputs, output = a.input, a.output.rstrip("/") or "/"
     glob = a.glob or default_glob()
     try:
         glob_regex(glob)
     except (ValueError, re.error) as e:
         parser.error(f"--glob '{glob}' is not a glob ({e}): *, ?, [abc], {{a,b}} and \\ to escape")
-    if outer := reads_own_output(inputs, output, glob):
+    if outer := reads_own_output([absolute(u) for u in inputs], absolute(output), glob):
         parser.error(f"--output {output} lies inside --input {outer}, and --glob '{glob}' takes "
                      f"the job's own files (Parquet, JSON): every later run would read its "
                      f"tables as images. Write the output elsewhere, or narrow --glob")

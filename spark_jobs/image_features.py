@@ -349,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         return exit_codes.INFRASTRUCTURE
     run_id = cfg.run_id or new_run_id()
     storage = Storage(spark)
-    cfg = dataclasses.replace(cfg, inputs=on_default_fs(storage, cfg.inputs))
+    cfg = dataclasses.replace(cfg, inputs=on_default_fs(storage, cfg.inputs),
+                              output=on_default_fs(storage, [cfg.output])[0])
     record = RunRecord(storage, cfg, run_id, dict(spark.sparkContext.getConf().getAll()))
     lock = (OutputLock(storage, cfg.output, run_id, cfg.stale_lock_after,
                        on_lost=spark.sparkContext.cancelAllJobs)

@@ -11,7 +11,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs.config import JobConfig
+from spark_jobs.config import JobConfig, absolute, has_scheme
 from spark_jobs.dropped import EPOCH, dropped_files, python_can_read
 from spark_jobs.exit_codes import first_line
 from spark_jobs.globs import GLOB_CHARS, glob_escape, glob_regex, join_glob, split_glob
@@ -130,20 +130,23 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
                    under_inputs(storage, inputs, cfg.glob))
 
 
-def on_default_fs(storage: Storage, inputs: list[str]) -> list[str]:
-    """The inputs with the default file system's URI given to those without a scheme, when
-    that is not the local one (fs.defaultFS=hdfs://... on a cluster): '/data/images' is then
-    read as Spark reads it, from HDFS, not as a local folder (executor reads, pyarrow)."""
+def on_default_fs(storage: Storage, uris: list[str]) -> list[str]:
+    """The inputs or output resolved as Spark resolves them: a path without a scheme lies on
+    the default file system (fs.defaultFS), a relative one under its working directory (this
+    folder locally, /user/<name> on HDFS). Locally such paths stay paths; elsewhere they get
+    that file system's URI, so that '/data/images' is read from HDFS, not taken for a local
+    folder (executor reads, pyarrow)."""
     if storage.default_scheme() == "file":
-        return inputs
-    qualified = []
-    for uri in inputs:
-        if "://" in uri or uri.startswith("file:"):
-            qualified.append(uri)
+        return [absolute(u) for u in uris]
+    home = glob_escape(storage.working_directory())
+    resolved = []
+    for uri in uris:
+        if has_scheme(uri):
+            resolved.append(uri)
             continue
-        base, pattern = split_glob(uri)
-        qualified.append(join_glob(storage.qualify(base or "/"), pattern))
-    return qualified
+        base, pattern = split_glob(uri if uri.startswith("/") else f"{home}/{uri}")
+        resolved.append(join_glob(storage.qualify(base or "/"), pattern))
+    return resolved
 
 
 def literal_inputs(storage: Storage, inputs: list[str]) -> list[str]:

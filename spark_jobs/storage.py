@@ -41,6 +41,10 @@ class Storage:
         clusters, where a path without a scheme names a file there."""
         return str(self._jvm.org.apache.hadoop.fs.FileSystem.getDefaultUri(self._conf).getScheme() or "file")
 
+    def working_directory(self) -> str:
+        """Where the default file system resolves relative paths: /user/<name> on HDFS."""
+        return str(self._jvm.org.apache.hadoop.fs.FileSystem.get(self._conf).getWorkingDirectory().toString())
+
     def qualify(self, uri: str) -> str:
         """``uri`` as Spark's listing names what lies under it: /x -> file:/x (or
         hdfs://namenode:8020/x where that is the default file system)."""

@@ -418,6 +418,32 @@ def test_paths_without_a_scheme_are_on_the_default_file_system(spark, tmp_path):
     assert rows == {f"viewfs://{mount}/in/fine.jpg": None, f"viewfs://{mount}/in/zero.jpg": "empty"}
 
 
+def test_relative_paths_are_under_the_default_file_systems_working_directory(spark, tmp_path, monkeypatch):
+    """On HDFS, 'images' means /user/<name>/images, as for Spark and `hdfs dfs`: the job made
+    it absolute against the local working folder, and so read and wrote a path of that
+    name on HDFS. viewfs: stands in for HDFS, /user/<name>/{in,out} linked to tmp_path's."""
+    for folder in ("in", "out", "local/in"):
+        (tmp_path / folder).mkdir(parents=True)
+    shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "in" / "fine.jpg")
+    shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "local" / "in" / "here.jpg")
+    monkeypatch.chdir(tmp_path / "local")  # a local folder of the input's name, not to be read
+    mount = f"m{time.time_ns()}"
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    ugi = spark.sparkContext._jvm.org.apache.hadoop.security.UserGroupInformation
+    home = f"/user/{ugi.getCurrentUser().getShortUserName()}"
+    for folder in ("in", "out"):
+        hadoop.set(f"fs.viewfs.mounttable.{mount}.link.{home}/{folder}", f"file://{tmp_path}/{folder}")
+    default = hadoop.get("fs.defaultFS")
+    hadoop.set("fs.defaultFS", f"viewfs://{mount}/")
+    try:
+        assert run_job("--input", "in", "--output", "out/") == 0
+    finally:
+        hadoop.set("fs.defaultFS", default)
+    rows = {r.path: r.error_kind for r in spark.read.parquet(str(tmp_path / "out" / "images")).collect()}
+    assert rows == {f"viewfs://{mount}{home}/in/fine.jpg": None}
+    assert not (tmp_path / "local" / "out").exists()
+
+
 @pytest.mark.parametrize("read_mode", ["executor", "spark"])
 def test_file_names_that_are_not_utf8_get_a_row_and_never_fail_the_run(spark, tmp_path, read_mode):
     """Hadoop cannot name such a file (its listing silently drops it) and pyarrow's listing

@@ -150,15 +150,17 @@ def _pyarrow_uri(uri: str) -> str:
     return f"{scheme}://{authority}/{quote(path, safe='/')}"
 
 
-def python_can_read(inputs: list[str]) -> bool:
+def python_can_read(inputs: list[str], warn: bool = True) -> bool:
     """Whether pyarrow's file systems reach every input from here (one metadata request
-    each): the Python workers read files through them (udfs.spark_udf.read_uri)."""
+    each): the Python workers read files through them (udfs.spark_udf.read_uri). ``warn``
+    says what a negative answer means for reading (once a run: with_content asks first)."""
     for uri in inputs:
         try:
             _pyarrow_root(uri)
         except Exception as e:  # noqa: BLE001 - no credentials, no libhdfs, unknown scheme...
-            log.warning("pyarrow cannot reach %s (%s): Spark reads every file up to "
-                        "--max-file-bytes, and a file needs several times its size of "
-                        "executor heap", uri, first_line(e))
+            if warn:
+                log.warning("pyarrow cannot reach %s (%s): Spark reads every file up to "
+                            "--max-file-bytes, and a file needs several times its size of "
+                            "executor heap", uri, first_line(e))
             return False
     return True

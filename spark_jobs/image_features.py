@@ -210,7 +210,7 @@ def read_skipped(spark, cfg: JobConfig, work, staged: str) -> dict:
 
     skipped = work.join(writing.read_parquet(spark, staged).select("path"), "path", "left_anti")
     observed = Observation("skipped")
-    if python_can_read(cfg.inputs):
+    if python_can_read(cfg.inputs, warn=False):
         images = transform.image_table(reading.read_by_python(skipped), cfg.extract)
     else:  # pyarrow cannot reach the input (HDFS without libhdfs): trying would fail the run
         images = transform.unreadable_table(

@@ -367,7 +367,7 @@ def test_empty_files_get_rows_where_pyarrow_cannot_list(spark, tmp_path):
     assert state("r3") == ({empty: "deleted"}, (2, 0, 1, 0))
 
 
-def test_a_file_spark_cannot_read_gets_a_row_where_pyarrow_cannot_reach_either(spark, tmp_path):
+def test_a_file_spark_cannot_read_gets_a_row_where_pyarrow_cannot_reach_either(spark, tmp_path, caplog):
     """A file whose bytes Spark cannot read goes to a Python worker, which read it through
     pyarrow: where pyarrow cannot reach the input (HDFS without libhdfs), that failed the run,
     and every later one. A checksum that does not match the bytes makes Hadoop refuse them."""
@@ -385,6 +385,7 @@ def test_a_file_spark_cannot_read_gets_a_row_where_pyarrow_cannot_reach_either(s
     assert {Path(r.path).name: r.error_kind for r in images.collect()} == {"fine.jpg": None, "bad.jpg": "unreadable"}
     bad = images.where("error_kind = 'unreadable'").first()
     assert "pyarrow cannot reach" in bad.error and bad.size_bytes > 0 and bad.gray_hist is None
+    assert caplog.text.count("pyarrow cannot reach") == 1  # said once, where the run decides how to read
 
 
 def test_a_name_hadoop_cannot_list_is_said(spark, tmp_path, caplog):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -324,15 +325,27 @@ def test_empty_files_are_found_where_spark_looks(spark, tmp_path, inputs):
     assert len(ours) == len(set(ours)) and set(ours) == spark_empty and spark_empty
 
 
-def viewfs_mount(spark, tmp_path) -> str:
+def viewfs_mount(spark, tmp_path, under: str = "") -> str:
     """A viewfs: mount table (a scheme only Hadoop knows, as HDFS is to a pyarrow without
-    libhdfs) linking /in and /out to tmp_path's folders; returns its name. Hadoop caches a
-    file system per authority: each test gets a table of its own."""
+    libhdfs) linking <under>/in and <under>/out to tmp_path's folders; returns its name.
+    Hadoop caches a file system per authority: each test gets a table of its own."""
     mount = f"m{time.time_ns()}"
     hadoop = spark.sparkContext._jsc.hadoopConfiguration()
     for folder in ("in", "out"):
-        hadoop.set(f"fs.viewfs.mounttable.{mount}.link./{folder}", f"file://{tmp_path}/{folder}")
+        hadoop.set(f"fs.viewfs.mounttable.{mount}.link.{under}/{folder}", f"file://{tmp_path}/{folder}")
     return mount
+
+
+@contextlib.contextmanager
+def default_fs(spark, uri: str):
+    """fs.defaultFS set to ``uri`` (hdfs://... on most clusters) for the block."""
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    default = hadoop.get("fs.defaultFS")
+    hadoop.set("fs.defaultFS", uri)
+    try:
+        yield
+    finally:
+        hadoop.set("fs.defaultFS", default)
 
 
 def test_empty_files_get_rows_where_pyarrow_cannot_list(spark, tmp_path):
@@ -408,13 +421,8 @@ def test_paths_without_a_scheme_are_on_the_default_file_system(spark, tmp_path):
     shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "in" / "fine.jpg")
     (tmp_path / "in" / "zero.jpg").touch()
     mount = viewfs_mount(spark, tmp_path)
-    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
-    default = hadoop.get("fs.defaultFS")
-    hadoop.set("fs.defaultFS", f"viewfs://{mount}/")
-    try:
+    with default_fs(spark, f"viewfs://{mount}/"):
         assert run_job("--input", "/in", "--output", "/out") == 0
-    finally:
-        hadoop.set("fs.defaultFS", default)
     rows = {r.path: r.error_kind for r in spark.read.parquet(str(tmp_path / "out" / "images")).collect()}
     assert rows == {f"viewfs://{mount}/in/fine.jpg": None, f"viewfs://{mount}/in/zero.jpg": "empty"}
 
@@ -428,18 +436,11 @@ def test_relative_paths_are_under_the_default_file_systems_working_directory(spa
     shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "in" / "fine.jpg")
     shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "local" / "in" / "here.jpg")
     monkeypatch.chdir(tmp_path / "local")  # a local folder of the input's name, not to be read
-    mount = f"m{time.time_ns()}"
-    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
     ugi = spark.sparkContext._jvm.org.apache.hadoop.security.UserGroupInformation
     home = f"/user/{ugi.getCurrentUser().getShortUserName()}"
-    for folder in ("in", "out"):
-        hadoop.set(f"fs.viewfs.mounttable.{mount}.link.{home}/{folder}", f"file://{tmp_path}/{folder}")
-    default = hadoop.get("fs.defaultFS")
-    hadoop.set("fs.defaultFS", f"viewfs://{mount}/")
-    try:
+    mount = viewfs_mount(spark, tmp_path, under=home)
+    with default_fs(spark, f"viewfs://{mount}/"):
         assert run_job("--input", "in", "--output", "out/") == 0
-    finally:
-        hadoop.set("fs.defaultFS", default)
     rows = {r.path: r.error_kind for r in spark.read.parquet(str(tmp_path / "out" / "images")).collect()}
     assert rows == {f"viewfs://{mount}{home}/in/fine.jpg": None}
     assert not (tmp_path / "local" / "out").exists()

@@ -99,7 +99,9 @@ def unreadable_table(files: DataFrame, error: str) -> DataFrame:
 
 
 def summarize(images: DataFrame) -> DataFrame:
-    """One row per label plus an overall row (label null); aggregated in Spark."""
+    """One row per label plus an overall row (label null), also when there are no images:
+    the rows are the histogram sums' (a global aggregate gives the overall one even over no
+    rows, where a rollup gives none), the counts joined to them; aggregated in Spark."""
     ok = F.col("error_kind").isNull()
     stats = images.rollup("label").agg(
         F.count(F.lit(1)).alias("n_files"),
@@ -114,17 +116,22 @@ def summarize(images: DataFrame) -> DataFrame:
         F.count(F.when(F.col("is_dark"), 1)).alias("n_dark"),
         F.count(F.when(F.col("is_blurry"), 1)).alias("n_blurry"),
     )
-    hists = histogram_sums(images.where(ok))
+    hists = histogram_sums(images)
+    zero_when_none = {c: F.coalesce(stats[c], F.lit(0)).alias(c) for c in stats.columns
+                      if c.startswith(("n_", "total_"))}
     return (
-        stats.join(hists, stats["label"].eqNullSafe(hists["hist_label"]), "left")
-        .select(*stats.columns, F.coalesce("gray_hist", _zero_histogram()).alias("gray_hist"))
+        hists.join(stats, stats["label"].eqNullSafe(hists["hist_label"]), "left")
+        .select(hists["hist_label"].alias("label"),
+                *[zero_when_none.get(c, stats[c]) for c in stats.columns if c != "label"],
+                "gray_hist")
         .coalesce(1)  # one small file, sorted without another shuffle
         .sortWithinPartitions(F.col("label").asc_nulls_last())
     )
 
 
 def histogram_sums(images: DataFrame) -> DataFrame:
-    """hist_label, gray_hist: per-label and overall (null) sums of the 256-bin histograms.
+    """hist_label, gray_hist: per-label and overall (null) sums of the 256-bin histograms,
+    a row for every label (zeros for one of errors only) and the overall row always.
 
     Each task sums its histograms per label in numpy (``partial_histogram_sums``); Spark then
     adds up those few arrays per label, and the per-label sums for the overall row. Exploding

@@ -23,11 +23,13 @@ def test_sums_per_label_in_order_of_first_appearance_with_null_label_last():
     assert sums.dtype == np.int64
 
 
-def test_null_histograms_are_skipped_and_an_all_null_batch_is_empty():
+def test_null_histograms_add_nothing_and_a_label_of_nulls_only_sums_to_zeros():
     row = list(range(HIST_BINS))
     names, sums = sum_histograms(pa.array(["x", "x", "y"]), hists([row, None, None]))
-    assert names == ["x"] and sums.tolist() == [row]
-    names, sums = sum_histograms(pa.array(["x"]), hists([None]))
+    assert names == ["x", "y"] and sums.tolist() == [row, [0] * HIST_BINS]
+    names, sums = sum_histograms(pa.array([None, "x"]), hists([None, None]))
+    assert names == ["x", None] and sums.tolist() == [[0] * HIST_BINS] * 2
+    names, sums = sum_histograms(pa.array([], pa.string()), hists([]))
     assert names == [] and sums.shape == (0, HIST_BINS)
 
 

@@ -165,6 +165,15 @@ def test_summary_counts_every_error_kind(spark, full_run):
     assert_summary_matches([r.asDict() for r in summarize(both).collect()], [r.asDict() for r in both.collect()])
 
 
+def test_the_summary_of_no_images_is_an_overall_row_of_zeros(spark, full_run):
+    """With no image in the state (an emptied input, --allow-empty-input), summary/ had no
+    row at all: a rollup groups nothing then. A query for the total found nothing."""
+    from spark_jobs.transform import summarize
+
+    summary = [r.asDict() for r in summarize(full_run[3].drop("run_id").limit(0)).collect()]
+    assert_summary_matches(summary, [])  # one row, label null: zeros, means null
+
+
 def test_rerun_of_a_run_id_replaces_it(spark, full_run, tmp_path):
     _, inp, _, _ = full_run
     out = tmp_path / "out"

@@ -17,23 +17,24 @@ HIST_BINS = 256
 def sum_histograms(labels: pa.Array, hists: pa.Array) -> tuple[list, np.ndarray]:
     """Per-label sums of equal-length histograms: (labels, int64 array of shape (len, bins)).
 
-    Null histograms (error rows) are skipped. Labels come out in the order of their first
+    Every label of the batch gets its row; null histograms (error rows) add nothing to it, so
+    a label of errors only sums to zeros. Labels come out in the order of their first
     appearance; a null label is a group of its own, last.
     """
-    present = pc.is_valid(hists)
-    if not pc.all(present).as_py():
-        labels, hists = labels.filter(present), hists.filter(present)
-    if len(hists) == 0:
-        return [], np.zeros((0, HIST_BINS), np.int64)
-    lengths = pc.min_max(pc.list_value_length(hists)).as_py()
-    if lengths != {"min": HIST_BINS, "max": HIST_BINS}:
-        raise ValueError(f"every histogram must have {HIST_BINS} bins")
     encoded = pc.dictionary_encode(labels)
     names = encoded.dictionary.to_pylist() + [None]
     codes = encoded.indices.fill_null(len(names) - 1).to_numpy().astype(np.intp)
-    values = hists.flatten().to_numpy().astype(np.int64, copy=False).reshape(-1, HIST_BINS)
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-    sums = np.add.reduceat(values[order], starts, axis=0)
-    return [names[c] for c in sorted_codes[starts]], sums
+    groups = np.unique(codes)  # sorted codes: first appearance, null last
+    sums = np.zeros((len(names), HIST_BINS), np.int64)
+    present = pc.is_valid(hists).to_numpy(zero_copy_only=False)
+    if present.any():
+        lengths = pc.min_max(pc.list_value_length(hists)).as_py()
+        if lengths != {"min": HIST_BINS, "max": HIST_BINS}:
+            raise ValueError(f"every histogram must have {HIST_BINS} bins")
+        # flatten() takes the values of non-null lists only: one row per present histogram
+        values = hists.flatten().to_numpy().astype(np.int64, copy=False).reshape(-1, HIST_BINS)
+        order = np.argsort(codes[present], kind="stable")
+        sorted_codes = codes[present][order]
+        starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+        sums[sorted_codes[starts]] = np.add.reduceat(values[order], starts, axis=0)
+    return [names[c] for c in groups], sums[groups]

@@ -86,6 +86,16 @@ OWN_FILE_NAMES = ("part-00000-0c1d-c000.zstd.parquet", "_SUCCESS", "_settings.js
                   "20261125T000000000Z.json", "_lock.json")
 
 
+def own_output_error(inputs: list[str], output: str, glob: str) -> str | None:
+    """What is wrong when ``output`` lies inside an input whose listing takes the job's own
+    files (see reads_own_output), else None."""
+    if outer := reads_own_output(inputs, output, glob):
+        return (f"--output {output} lies inside --input {outer}, and --glob '{glob}' takes the "
+                f"job's own files (Parquet, JSON): every later run would read its tables as "
+                f"images. Write the output elsewhere, or narrow --glob")
+    return None
+
+
 def reads_own_output(inputs: list[str], output: str, glob: str) -> str | None:
     """The input under which ``output`` lies when ``glob`` takes the job's own files there
     (every later run would read its tables as images), else None."""
@@ -289,17 +299,18 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
     if a.run_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", a.run_id):
         parser.error("--run-id may only hold letters, digits, '.', '_' and '-'")
     # kept as given: a path without a scheme is resolved once the session knows the default
-    # file system (reading.on_default_fs): relative to /user/<name> on HDFS, not to this folder
+    # file system (reading.resolve_paths): relative to /user/<name> on HDFS, not to this folder
     inputs, output = a.input, a.output.rstrip("/") or "/"
     glob = a.glob or default_glob()
     try:
         glob_regex(glob)
     except (ValueError, re.error) as e:
         parser.error(f"--glob '{glob}' is not a glob ({e}): *, ?, [abc], {{a,b}} and \\ to escape")
-    if outer := reads_own_output([absolute(u) for u in inputs], absolute(output), glob):
-        parser.error(f"--output {output} lies inside --input {outer}, and --glob '{glob}' takes "
-                     f"the job's own files (Parquet, JSON): every later run would read its "
-                     f"tables as images. Write the output elsewhere, or narrow --glob")
+    # checked here, before Spark starts, where no path is relative; on the resolved paths again
+    # in reading.resolve_paths
+    if all(u.startswith("/") or has_scheme(u) for u in [*inputs, output]):
+        if error := own_output_error(inputs, output, glob):
+            parser.error(error)
     try:
         extract = ExtractOptions(
             max_side=a.max_side,

@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("--compact and --retry-errors are for --incremental runs: a full run reads "
                     "every file and leaves one run of images/")
     from spark_jobs.output_lock import OutputBusy, OutputLock
-    from spark_jobs.reading import on_default_fs
+    from spark_jobs.reading import resolve_paths
     from spark_jobs.run_record import RunRecord
     from spark_jobs.session import SetupError, get_session, stop_session
     from spark_jobs.storage import Storage
@@ -349,8 +349,13 @@ def main(argv: list[str] | None = None) -> int:
         return exit_codes.INFRASTRUCTURE
     run_id = cfg.run_id or new_run_id()
     storage = Storage(spark)
-    cfg = dataclasses.replace(cfg, inputs=on_default_fs(storage, cfg.inputs),
-                              output=on_default_fs(storage, [cfg.output])[0])
+    try:
+        cfg = resolve_paths(storage, cfg)
+    except Exception as e:  # noqa: BLE001 - an output inside the input, an unreachable file system
+        log.error("run %s not started: %s", run_id, exit_codes.first_line(e))
+        if owned:
+            stop_session(spark)
+        return exit_codes.classify(e)
     record = RunRecord(storage, cfg, run_id, dict(spark.sparkContext.getConf().getAll()))
     lock = (OutputLock(storage, cfg.output, run_id, cfg.stale_lock_after,
                        on_lost=spark.sparkContext.cancelAllJobs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -11,9 +12,9 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs.config import JobConfig, absolute, has_scheme
+from spark_jobs.config import JobConfig, absolute, has_scheme, own_output_error
 from spark_jobs.dropped import EPOCH, dropped_files, python_can_read
-from spark_jobs.exit_codes import first_line
+from spark_jobs.exit_codes import BadArguments, first_line
 from spark_jobs.globs import GLOB_CHARS, glob_escape, glob_regex, join_glob, split_glob
 from spark_jobs.storage import Storage
 
@@ -130,23 +131,33 @@ def list_files(spark: SparkSession, cfg: JobConfig) -> Listing:
                    under_inputs(storage, inputs, cfg.glob))
 
 
-def on_default_fs(storage: Storage, uris: list[str]) -> list[str]:
-    """The inputs or output resolved as Spark resolves them: a path without a scheme lies on
-    the default file system (fs.defaultFS), a relative one under its working directory (this
-    folder locally, /user/<name> on HDFS). Locally such paths stay paths; elsewhere they get
-    that file system's URI, so that '/data/images' is read from HDFS, not taken for a local
-    folder (executor reads, pyarrow)."""
+def resolve_paths(storage: Storage, cfg: JobConfig) -> JobConfig:
+    """``cfg`` with its inputs and output resolved as Spark resolves them (on_default_fs), and
+    an output inside an input whose listing would take the job's own files refused."""
+    inputs = [on_default_fs(storage, u, glob=True) for u in cfg.inputs]
+    output = on_default_fs(storage, cfg.output, glob=False)
+    if error := own_output_error(inputs, output, cfg.glob):
+        raise BadArguments(error)
+    return dataclasses.replace(cfg, inputs=inputs, output=output)
+
+
+def on_default_fs(storage: Storage, uri: str, glob: bool) -> str:
+    """A path without a scheme lies on the default file system (fs.defaultFS), a relative
+    one under its working directory (this folder locally, /user/<name> on HDFS). Locally such
+    paths stay paths; elsewhere they get that file system's URI, so that '/data/images' is
+    read from HDFS, not taken for a local folder (executor reads, pyarrow). ``glob``: the
+    path is a Hadoop glob (an input), whose escapes stay escapes."""
+    if has_scheme(uri):
+        return uri
     if storage.default_scheme() == "file":
-        return [absolute(u) for u in uris]
-    home = glob_escape(storage.working_directory())
-    resolved = []
-    for uri in uris:
-        if has_scheme(uri):
-            resolved.append(uri)
-            continue
-        base, pattern = split_glob(uri if uri.startswith("/") else f"{home}/{uri}")
-        resolved.append(join_glob(storage.qualify(base or "/"), pattern))
-    return resolved
+        return absolute(uri)
+    if not uri.startswith("/"):
+        home = storage.working_directory()
+        uri = f"{glob_escape(home) if glob else home}/{uri}"
+    if not glob:
+        return storage.qualify(uri)
+    base, pattern = split_glob(uri)
+    return join_glob(storage.qualify(base or "/"), pattern)
 
 
 def literal_inputs(storage: Storage, inputs: list[str]) -> list[str]:

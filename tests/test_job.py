@@ -455,6 +455,38 @@ def test_relative_paths_are_under_the_default_file_systems_working_directory(spa
     assert not (tmp_path / "local" / "out").exists()
 
 
+def test_uris_with_a_scheme_do_not_touch_the_default_file_system(spark, tmp_path):
+    """Only a relative path needs the default file system's working directory: asking for it
+    always failed every run with file: URIs where that file system cannot start."""
+    (tmp_path / "in").mkdir()
+    shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "in" / "fine.jpg")
+    with default_fs(spark, f"viewfs://nomount{time.time_ns()}/"):  # no mount table: cannot start
+        assert run_job("--input", f"file://{tmp_path}/in", "--output", f"file://{tmp_path}/out") == 0
+
+
+def test_an_output_inside_the_input_is_judged_on_the_paths_the_job_uses(spark, tmp_path, monkeypatch):
+    """Relative paths resolve on the default file system (/user/<name> on HDFS): the check for
+    an output inside its input compared them made absolute against the local folder, so it
+    let the job write into its input, and refused an output that was elsewhere."""
+    for folder in ("in", "out", "local"):
+        (tmp_path / folder).mkdir()
+    shutil.copy(SAMPLES / "flowers" / "sklearn-flower.jpg", tmp_path / "in" / "fine.jpg")
+    monkeypatch.chdir(tmp_path / "local")
+    ugi = spark.sparkContext._jvm.org.apache.hadoop.security.UserGroupInformation
+    home = f"/user/{ugi.getCurrentUser().getShortUserName()}"
+    mount = viewfs_mount(spark, tmp_path, under=home)
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    hadoop.set(f"fs.viewfs.mounttable.{mount}.link.{tmp_path}/local/x", f"file://{tmp_path}/in")
+    hadoop.set(f"fs.viewfs.mounttable.{mount}.link.{home}/x", f"file://{tmp_path}/out")
+    with default_fs(spark, f"viewfs://{mount}/"):
+        # home/in/tables: inside the input, though not inside the local folder of that name
+        assert run_job("--input", f"{home}/in", "--output", "in/tables", "--glob", "*") == 2
+        assert not (tmp_path / "in" / "tables").exists()
+        # home/x/tables: elsewhere, though local/x/tables would be inside local/x
+        assert run_job("--input", f"{tmp_path}/local/x", "--output", "x/tables", "--glob", "*") == 0
+    assert (tmp_path / "out" / "tables" / "images").is_dir()
+
+
 @pytest.mark.parametrize("read_mode", ["executor", "spark"])
 def test_file_names_that_are_not_utf8_get_a_row_and_never_fail_the_run(spark, tmp_path, read_mode):
     """Hadoop cannot name such a file (its listing silently drops it) and pyarrow's listing

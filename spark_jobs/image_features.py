@@ -131,6 +131,7 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
 
     settings = dataclasses.asdict(cfg.extract)
     if cfg.incremental:
+        incremental.check_order(storage, cfg.output, run_id)
         incremental.check_settings(storage, cfg.output, run_id, settings)
     reading.plan_tasks(spark, cfg.task_bytes, cfg.spark_conf)
     files, source, found, unnamable, scope = reading.list_files(spark, cfg)

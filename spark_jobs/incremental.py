@@ -24,6 +24,18 @@ log = logging.getLogger(__name__)
 FEATURE_SETTINGS = {"max_side": "--max-side", "keep_gps": "--keep-gps"}
 
 
+def check_order(storage: Storage, output: str, run_id: str) -> None:
+    """Refuse an increment whose id sorts before a run already in images/: a file's current
+    row is the one of the latest run id, so this run's rows would stay hidden behind older
+    ones, and every later run would find those files changed again."""
+    later = [r for r in writing.committed_runs(storage, output, "images") if r > run_id]
+    if later:
+        raise BadArguments(
+            f"run id {run_id} sorts before run {later[-1]} of {output}/images: a file's current "
+            f"row is the one of the latest run id, so this run's rows would stay hidden. Run ids "
+            f"must sort in run order: leave --run-id out (UTC time), or give one after {later[-1]}")
+
+
 def check_settings(storage: Storage, output: str, run_id: str, settings: dict) -> None:
     """Refuse an increment whose feature settings differ from those of the current rows:
     rows computed both ways would mix in one table (sharpness, for one, depends on

@@ -405,6 +405,26 @@ def test_an_increment_refuses_settings_that_change_the_features(spark, tmp_path,
     assert "cannot be checked" in caplog.text
 
 
+def test_an_increment_whose_id_sorts_before_a_committed_run_is_refused(spark, tmp_path):
+    """'r10' sorts before 'r2': its rows were committed and stayed hidden behind r2's (the
+    latest run id holds a file's current row), and every later run processed the file again."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLES / "flowers", inp / "flowers")
+    args = ["--input", str(inp), "--output", str(out), "--incremental"]
+    assert run_job(*args, "--run-id", "r1") == 0
+    shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", inp / "flowers" / "new.png")
+    assert run_job(*args, "--run-id", "r2") == 0
+    state = current_state(spark, out)
+    shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", inp / "flowers" / "newer.png")
+    assert run_job(*args, "--run-id", "r10") == 2
+    assert committed(out)["images"] == ["r1", "r2"] and current_state(spark, out) == state
+    assert "sorts before run r2" in records(out)["r10"]["error"]
+    assert run_job(*args, "--run-id", "r2") == 0  # a retry of the latest run goes on
+    assert run_job(*args, "--run-id", "r3") == 0
+    assert run_job(*args[:4], "--run-id", "r0") == 0  # a full run replaces every run
+    assert committed(out)["images"] == ["r0"]
+
+
 def test_retry_errors_reads_files_of_those_error_kinds_again(spark, tmp_path):
     out = tmp_path / "out"
     args = ["--input", str(SAMPLES), "--output", str(out), "--incremental"]

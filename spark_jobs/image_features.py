@@ -134,6 +134,7 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
         incremental.check_order(storage, cfg.output, run_id)
         incremental.check_settings(storage, cfg.output, run_id, settings)
     reading.plan_tasks(spark, cfg.task_bytes, cfg.spark_conf)
+    writing.use_table_format(spark, cfg.spark_conf)
     files, source, found, unnamable, scope = reading.list_files(spark, cfg)
     if not (found or cfg.incremental or cfg.allow_empty_input) and [
             r for r in writing.committed_runs(storage, cfg.output, "images") if r != run_id]:

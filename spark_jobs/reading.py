@@ -16,6 +16,7 @@ from spark_jobs.config import JobConfig, absolute, has_scheme, own_output_error
 from spark_jobs.dropped import EPOCH, dropped_files, python_can_read
 from spark_jobs.exit_codes import BadArguments, first_line
 from spark_jobs.globs import GLOB_CHARS, glob_escape, glob_regex, join_glob, split_glob
+from spark_jobs.session import set_unless_given
 from spark_jobs.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -66,15 +67,11 @@ def plan_tasks(spark: SparkSession, task_bytes: int, given: dict[str, str] | Non
     min(task_bytes, total bytes / minPartitionNum). A setting given to Spark (the job's
     --conf, ``given``; spark-submit's --conf, a profile, spark-defaults.conf) is left as given.
     """
-    planned = {
+    set_unless_given(spark, {
         "spark.sql.files.maxPartitionBytes": task_bytes,
         "spark.sql.files.openCostInBytes": OPEN_COST_BYTES,
         "spark.sql.files.minPartitionNum": MIN_TASKS_PER_CORE * spark.sparkContext.defaultParallelism,
-    }
-    started_with = spark.sparkContext.getConf()
-    for key, value in planned.items():
-        if key not in (given or {}) and not started_with.contains(key):
-            spark.conf.set(key, str(value))
+    }, given)
 
 
 class Listing(NamedTuple):

@@ -131,6 +131,15 @@ def get_session(cfg: JobConfig, app_name: str = "spark-image-etl"):
     return spark, True
 
 
+def set_unless_given(spark, settings: dict, given: dict[str, str] | None = None) -> None:
+    """Set the job's own SQL settings on the session, except those given to Spark: the job's
+    --conf (``given``), spark-submit's --conf, a profile, spark-defaults.conf."""
+    started_with = spark.sparkContext.getConf()
+    for key, value in settings.items():
+        if key not in (given or {}) and not started_with.contains(key):
+            spark.conf.set(key, str(value))
+
+
 def use_this_python() -> None:
     """Local workers run this very Python: a PYSPARK_PYTHON inherited from the shell (another
     project's, a cluster's) would lack this package, or other versions of its libraries."""

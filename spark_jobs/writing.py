@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from spark_jobs.globs import glob_escape
+from spark_jobs.session import set_unless_given
 from spark_jobs.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,14 @@ SETTINGS_FILE = "_settings.json"  # in a run's directory: the settings its rows 
 # of the same run id may still have Spark tasks writing, and they must not write into the
 # staged files the retry commits.
 ATTEMPT = secrets.token_hex(4)
+
+
+def use_table_format(spark: SparkSession, given: dict[str, str] | None = None) -> None:
+    """Timestamps written as Parquet INT64 microseconds marked UTC, which pyarrow, DuckDB and
+    Trino read as instants, not as Spark's default INT96 (deprecated by Parquet, read as
+    local times without a zone). A setting given to Spark wins: old Hive and Impala read
+    INT96 only."""
+    set_unless_given(spark, {"spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS"}, given)
 
 
 def table_uri(output: str, table: str) -> str:

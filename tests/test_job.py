@@ -81,6 +81,17 @@ def test_images_schema_is_the_public_contract(full_run):
     assert [(f.name, f.dataType) for f in images.schema.fields] == IMAGES_SCHEMA
 
 
+def test_times_are_written_as_utc_instants_not_int96(full_run):
+    """Spark's default INT96 (deprecated by Parquet) reads as a local time without a zone in
+    pyarrow; the runs/ table's times were INT64 microseconds marked UTC: one encoding now."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = sorted((full_run[2] / "images").rglob("*.parquet"))
+    assert parts and {pq.read_schema(p).field("modification_time").type for p in parts} == {
+        pa.timestamp("us", tz="UTC")}
+
+
 def test_every_photo_matches_an_independent_computation(full_run):
     rows = [r.asDict() for r in full_run[3].where("error_kind IS NULL").collect()]
     assert len(rows) == 9

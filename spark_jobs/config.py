@@ -62,6 +62,15 @@ def default_glob() -> str:
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)b?\s*$", re.IGNORECASE)
 
 
+def format_size(n: int) -> str:
+    """parse_size's inverse, in the largest unit that divides ``n``: 536870912 -> '512m'
+    (a default given as a string is parsed by argparse, and --help shows it so)."""
+    for exponent in (4, 3, 2, 1):
+        if n and n % 1024**exponent == 0:
+            return f"{n // 1024**exponent}{' kmgt'[exponent]}"
+    return str(n)
+
+
 def parse_size(text: str) -> int:
     """'512m' -> 536870912; plain digits are bytes."""
     m = _SIZE.match(str(text))
@@ -173,8 +182,10 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Defaults come from conf/job.properties. Exit codes: 0 success; 1 infrastructure\n"
         "failure (retry); 2 bad arguments, or an increment asking for other feature settings\n"
-        "than the current rows'; 3 input missing; 4 committed, but more error rows than\n"
-        "--max-error-rate; 5 another run holds the output (retry later); 130, 143 stopped\n"
+        "than the current rows', or with a run id that sorts before a committed run's; 3 input\n"
+        "missing, or empty where the output holds rows (--allow-empty-input); 4 committed, but\n"
+        "more error rows than --max-error-rate; 5 another run holds the output (retry later);\n"
+        "130, 143 stopped "
         "by SIGINT, SIGTERM (nothing half-written).",
     )
     io = p.add_argument_group("input and output")
@@ -194,7 +205,7 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
     im.add_argument("--max-pixels", type=int, default=d("max_pixels", "178956970", int),
                     metavar="N", help="declared pixel count above which a file is a "
                     "decompression_bomb (checked from the header, before decoding) (default: %(default)s)")
-    im.add_argument("--max-file-bytes", type=parse_size, default=d("max_file_bytes", "512m", parse_size),
+    im.add_argument("--max-file-bytes", type=parse_size, default=format_size(d("max_file_bytes", "512m", parse_size)),
                     metavar="SIZE", help="files larger than this are too_large: listed and "
                     "given a row, never read (default: %(default)s)")
     im.add_argument("--time-budget", type=float, default=d("time_budget", "120", float),
@@ -222,8 +233,9 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                      "(without it, it exits with code 3: an unmounted or emptied input would "
                      "otherwise empty the tables)")
     run.add_argument("--max-error-rate", type=float, default=d("max_error_rate", "1.0", float),
-                     metavar="F", help="exit with code 4 when more than this fraction of "
-                     "files has an error row (default: %(default)s)")
+                     metavar="F", help="exit with code 4 (the run is committed) when more "
+                     "than this fraction of the files this run processed has an error row "
+                     "(default: %(default)s)")
     run.add_argument("--stale-lock-after", type=float, default=d("stale_lock_after", "300", float),
                      metavar="SECONDS", help="a run holds <output>/_lock.json while it runs, "
                      "renewing it; another run finding it exits with code 5, unless it was "
@@ -244,15 +256,18 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                     "spark (binaryFile content through the JVM), auto (executor for local "
                     "files, spark otherwise) (default: %(default)s)")
     sp.add_argument("--spark-read-max-bytes", type=parse_size,
-                    default=d("spark_read_max_bytes", "16m", parse_size), metavar="SIZE",
+                    default=format_size(d("spark_read_max_bytes", "16m", parse_size)), metavar="SIZE",
                     help="when Spark reads the bytes, larger files are read by the Python "
                     "worker instead, where pyarrow reaches the input: Spark holds several copies of each file in the "
                     "JVM heap (default: %(default)s)")
-    sp.add_argument("--task-bytes", type=parse_size, default=d("task_bytes", "128m", parse_size),
+    sp.add_argument("--task-bytes", type=parse_size, default=format_size(d("task_bytes", "128m", parse_size)),
                     metavar="SIZE", help="input bytes per task when planning tasks (default: %(default)s)")
     sp.add_argument("--partitions", type=int, default=0, metavar="N", help="repartition the "
-                    "file list into N tasks (0: plan tasks by --task-bytes, no shuffle)")
-    sp.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+                    "file list into N tasks (0: plan tasks by --task-bytes, no shuffle) "
+                    "(default: %(default)s)")
+    sp.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                    help="the job's log on stderr; Spark's own is kept to errors, and to "
+                    "warnings with DEBUG (default: %(default)s)")
     p.property_keys = asked
     return p
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spark_jobs.config import parse_args
+from spark_jobs.config import format_size, parse_args, parse_size
 
 
 def test_repeated_options_add_up_instead_of_replacing(tmp_path):
@@ -96,3 +96,10 @@ def test_an_env_without_its_spark_profile_exits_2(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "--env nosuch: no spark-nosuch.properties (have: cluster, kubernetes, local," in err
     assert parse_args(["--demo", "--env", "standalone"]).env == "standalone"
+
+
+@pytest.mark.parametrize("n, shown", [(536870912, "512m"), (16 * 1024**2, "16m"), (3 * 1024**4, "3t"),
+                                      (1536, "1536"), (1000, "1000"), (0, "0")])
+def test_sizes_are_shown_as_they_are_written(n, shown):
+    """--help showed size defaults in bytes (536870912) where the README says 512m."""
+    assert format_size(n) == shown and parse_size(shown) == n

@@ -79,6 +79,9 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " ")
 
 
+COMPACTED = ".compacted"  # the id of a compacted run: the id of the latest run it holds + this
+
+
 def has_scheme(uri: str) -> bool:
     return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", uri) is not None
 
@@ -214,7 +217,8 @@ def build_parser(defaults: dict[str, str]) -> argparse.ArgumentParser:
                     "(personal data: off by default)")
     run = p.add_argument_group("run")
     run.add_argument("--run-id", metavar="ID", help="identifier of this run (default: UTC "
-                     "time); rerunning an id replaces that run's output")
+                     "time); ids must sort in run order; rerunning an id replaces that run's "
+                     "output (with --incremental, the latest run's only)")
     run.add_argument("--incremental", action="store_true", help="only read files whose "
                      "(path, modification_time, size_bytes) are not yet in <output>/images/")
     run.add_argument("--retry-errors", action="append", metavar="KIND[,KIND]",
@@ -313,6 +317,9 @@ def parse_args(argv: list[str] | None = None, conf_dir: Path | None = None) -> J
         parser.error(f"--env {a.env}: no {profile.name} (have: {', '.join(have) or 'none'})")
     if a.run_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", a.run_id):
         parser.error("--run-id may only hold letters, digits, '.', '_' and '-'")
+    if a.run_id is not None and a.run_id.endswith(COMPACTED):
+        parser.error(f"--run-id may not end with '{COMPACTED}': --compact names the runs it "
+                     "writes so, and a run of that id would replace one")
     # kept as given: a path without a scheme is resolved once the session knows the default
     # file system (reading.resolve_paths): relative to /user/<name> on HDFS, not to this folder
     inputs, output = a.input, a.output.rstrip("/") or "/"

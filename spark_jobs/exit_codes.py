@@ -15,6 +15,11 @@ class BadArguments(Exception):
     """A command that cannot run as asked, found only once the job could look at the output."""
 
 
+class RunRefused(BadArguments):
+    """An increment that cannot go on with what the output holds (its run id sorts before a
+    committed run's, other feature settings): refused before its run record is written."""
+
+
 class InputEmpty(Exception):
     """Nothing listed under the inputs, where the output holds files (--allow-empty-input)."""
 

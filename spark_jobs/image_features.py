@@ -130,9 +130,6 @@ def write_images(spark, storage, cfg: JobConfig, run_id: str) -> tuple[dict, boo
     from spark_jobs import incremental, reading, transform, writing
 
     settings = dataclasses.asdict(cfg.extract)
-    if cfg.incremental:
-        incremental.check_order(storage, cfg.output, run_id)
-        incremental.check_settings(storage, cfg.output, run_id, settings)
     reading.plan_tasks(spark, cfg.task_bytes, cfg.spark_conf)
     writing.use_table_format(spark, cfg.spark_conf)
     files, source, found, unnamable, scope = reading.list_files(spark, cfg)
@@ -260,14 +257,25 @@ def run_counts(metrics: dict, record) -> dict:
     return counts
 
 
+def prepare(storage, cfg: JobConfig, run_id: str) -> None:
+    """Under the output's lock, before this run's record is written: finish what a killed run
+    left, then refuse an increment that cannot go on with what the output holds
+    (exit_codes.RunRefused), so that a refused rerun leaves the record of that run as it is."""
+    from spark_jobs import incremental, writing
+
+    writing.finish_commits(storage, cfg.output)
+    writing.drop_superseded(storage, cfg.output, run_id)
+    if cfg.incremental:
+        incremental.check_order(storage, cfg.output, run_id)
+        incremental.check_settings(storage, cfg.output, run_id, dataclasses.asdict(cfg.extract))
+
+
 def run(spark, storage, cfg: JobConfig, run_id: str, record) -> dict:
     """Extract, transform, load, compact (--compact), aggregate; times each stage into ``record``."""
     from spark_jobs import writing
 
     stages = record.data["stages_s"]
     t = time.perf_counter()
-    writing.finish_commits(storage, cfg.output)
-    writing.drop_superseded(storage, cfg.output, run_id)
     metrics, changed = write_images(spark, storage, cfg, run_id)
     if not cfg.incremental:  # a full run describes every file: earlier runs are superseded
         writing.drop_runs_except(storage, cfg.output, "images", run_id)
@@ -370,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             lock.acquire()
             if lock.took_over and lock.took_over[0] != run_id:  # a retry rewrites its own record
                 RunRecord.close_killed(storage, cfg.output, *lock.took_over, taken_by=run_id)
+        prepare(storage, cfg, run_id)
         record.save()
         progress.start()
         log.info("run %s: %s -> %s", run_id, " ".join(cfg.inputs), cfg.output)
@@ -394,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     except OutputBusy as e:  # nothing written, not even the record (its id may be the holder's)
         log.error("run %s not started: %s", run_id, e)
         return exit_codes.OUTPUT_BUSY
+    except exit_codes.RunRefused as e:  # a refused rerun of a run that succeeded leaves its record
+        log.error("run %s not started: %s", run_id, e)
+        if not RunRecord.succeeded(storage, cfg.output, run_id):
+            record.finish("failed", exit_codes.BAD_ARGUMENTS, exit_codes.first_line(e))
+        return exit_codes.BAD_ARGUMENTS
     except Exception as e:  # noqa: BLE001 - classified into an exit code for the scheduler
         if lock is not None and lock.lost_to is not None:
             log.error("run %s stopped: %s took over the output", run_id, lock.lost_to)

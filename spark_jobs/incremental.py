@@ -14,7 +14,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import writing
-from spark_jobs.exit_codes import BadArguments
+from spark_jobs.exit_codes import RunRefused
 from spark_jobs.storage import Storage
 from spark_jobs.transform import IMAGE_COLUMNS
 
@@ -30,7 +30,7 @@ def check_order(storage: Storage, output: str, run_id: str) -> None:
     ones, and every later run would find those files changed again."""
     later = [r for r in writing.committed_runs(storage, output, "images") if r > run_id]
     if later:
-        raise BadArguments(
+        raise RunRefused(
             f"run id {run_id} sorts before run {later[-1]} of {output}/images: a file's current "
             f"row is the one of the latest run id, so this run's rows would stay hidden. Run ids "
             f"must sort in run order: leave --run-id out (UTC time), or give one after {later[-1]}")
@@ -55,7 +55,7 @@ def check_settings(storage: Storage, output: str, run_id: str, settings: dict) -
 
     changed = [key for key in FEATURE_SETTINGS if known.get(key) != settings[key]]
     if changed:
-        raise BadArguments(
+        raise RunRefused(
             f"the current rows of {output}/images were computed with "
             f"{', '.join(say(k, known.get(k)) for k in changed)} (run {earlier[-1]}), this run "
             f"asks for {', '.join(say(k, settings[k]) for k in changed)}: rows computed both ways "

@@ -111,6 +111,16 @@ class RunRecord:
         if older:
             log.info("removed the records of %d older run(s) (--keep-run-records %d)", len(older), self._keep)
 
+    @staticmethod
+    def succeeded(storage: Storage, output: str, run_id: str) -> bool:
+        """Whether the record of run ``run_id`` says it succeeded (with errors or not)."""
+        uri = f"{output}/{RUNS_DIR}/{run_id}.json"
+        try:
+            return storage.exists(uri) and json.loads(storage.read_text(uri)).get("status", "").startswith("succeeded")
+        except Exception as e:  # noqa: BLE001 - a record we cannot read is not one to keep
+            log.warning("could not read the record of run %s: %s", run_id, first_line(e))
+            return False
+
     @classmethod
     def close_killed(cls, storage: Storage, output: str, run_id: str, last_seen: float,
                      taken_by: str) -> None:

@@ -15,6 +15,7 @@ import secrets
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from spark_jobs.config import COMPACTED
 from spark_jobs.globs import glob_escape
 from spark_jobs.session import set_unless_given
 from spark_jobs.storage import Storage
@@ -23,7 +24,6 @@ log = logging.getLogger(__name__)
 RUN_PREFIX = "run_id="
 STAGING = "_staging"
 AGGREGATE_TABLES = ("summary", "duplicates")
-COMPACTED = ".compacted"  # the id of a compacted run: the id of the latest run it holds + this
 SETTINGS_FILE = "_settings.json"  # in a run's directory: the settings its rows were made with
 # Each driver process stages apart: a run that stalled and lost the output's lock to a retry
 # of the same run id may still have Spark tasks writing, and they must not write into the

@@ -103,3 +103,12 @@ def test_an_env_without_its_spark_profile_exits_2(capsys, monkeypatch):
 def test_sizes_are_shown_as_they_are_written(n, shown):
     """--help showed size defaults in bytes (536870912) where the README says 512m."""
     assert format_size(n) == shown and parse_size(shown) == n
+
+
+@pytest.mark.parametrize("run_id", ["a/b", "r2 b", "r2.compacted"])
+def test_run_ids_that_cannot_name_a_run_are_refused(run_id, capsys):
+    """'<id>.compacted' is the name --compact gives the run it writes: a run of that id was
+    taken for a retry of it, and replaced the compacted state with its own few files."""
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--input", "/a", "--output", "/o", "--run-id", run_id], conf_dir=None)
+    assert e.value.code == 2 and "--run-id" in capsys.readouterr().err

@@ -416,9 +416,13 @@ def test_an_increment_whose_id_sorts_before_a_committed_run_is_refused(spark, tm
     assert run_job(*args, "--run-id", "r2") == 0
     state = current_state(spark, out)
     shutil.copy(SAMPLES / "people" / "skimage-astronaut.png", inp / "flowers" / "newer.png")
+    succeeded = records(out)["r1"]
     assert run_job(*args, "--run-id", "r10") == 2
     assert committed(out)["images"] == ["r1", "r2"] and current_state(spark, out) == state
     assert "sorts before run r2" in records(out)["r10"]["error"]
+    # a refused rerun of a run that succeeded leaves that run's record (and runs/ row) as it was
+    assert run_job(*args, "--run-id", "r1") == 2
+    assert records(out)["r1"] == succeeded
     assert run_job(*args, "--run-id", "r2") == 0  # a retry of the latest run goes on
     assert run_job(*args, "--run-id", "r3") == 0
     assert run_job(*args[:4], "--run-id", "r0") == 0  # a full run replaces every run
